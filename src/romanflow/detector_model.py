@@ -1,0 +1,254 @@
+"""The detector parameter set: one source of truth for simulator and reference data.
+
+A :class:`DetectorModel` draws, from a fixed seed, every per-pixel property of
+one detector that the simulator injects and the calibration removes: gain,
+read noise, bias, dark current, non-linearity, full well and saturation level,
+pixel response (flat) and defects, and the amplitudes of the correlated read
+noise. The reference-file synthesizer writes these same arrays as reference
+files, so the embedded default store calibrates simulated data consistently.
+
+All arrays cover the full frame including the 4-pixel reference border
+(shape ``(n, n)`` with ``n = science_size + 8``); reference pixels have no
+photon response. Units: DN for levels, DN/s for rates, e-/DN for gain.
+
+Classic non-linearity is defined by the *correction* polynomial (the
+LINEARITY reference): linear = m + c2·m² + c3·m³ for a measured value m in DN
+(bias included). The simulator applies its exact inverse, so calibrating with
+the reference recovers the linear signal up to float32 rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from romanflow import dq
+from romanflow.detector import (
+    CHANNEL_WIDTH,
+    IMAGING_FILTERS,
+    N_BORDER,
+    N_PIX_SCIENCE,
+    check_filter,
+    detector_name,
+    detector_number,
+    total_size,
+)
+
+#: Seed of the embedded default parameter set.
+DEFAULT_MODEL_SEED = 20270501
+
+# Component identifiers keep each property's random stream independent.
+_GAIN, _RNOISE, _BIAS, _DARK, _LIN, _WELL, _RESP, _DEFECT, _FLAT, _CORR = range(10)
+
+
+@dataclass(frozen=True)
+class CorrelatedNoiseParameters:
+    """Amplitudes of the correlated read noise of one detector (DN per read).
+
+    Attributes
+    ----------
+    common_1f : float
+        rms of the 1/f noise shared by all channels and amp33.
+    channel_1f : float
+        rms of the 1/f noise independent in each channel.
+    acn : float
+        rms of the alternating-column noise (even/odd column offset along
+        the read-time series), shared by all channels and amp33.
+    white_ref : float
+        white read noise of reference pixels and amp33.
+    """
+
+    common_1f: float
+    channel_1f: float
+    acn: float
+    white_ref: float
+
+
+@dataclass(frozen=True)
+class DetectorModel:
+    """Per-pixel physical parameters of one WFI detector.
+
+    Parameters
+    ----------
+    detector : str or int
+        Detector name (``'WFI07'``) or number (7).
+    science_size : int
+        Science pixels per side: 4088 for a full detector, smaller for tests.
+    seed : int
+        Seed of the parameter set (the default store uses ``DEFAULT_MODEL_SEED``).
+    """
+
+    detector: str
+    science_size: int = N_PIX_SCIENCE
+    seed: int = DEFAULT_MODEL_SEED
+
+    def __post_init__(self):
+        object.__setattr__(self, "detector", detector_name(self.detector))
+        total_size(self.science_size)  # validates
+
+    # --- helpers -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        n = total_size(self.science_size)
+        return (n, n)
+
+    @property
+    def n_channels(self) -> int:
+        return self.shape[1] // CHANNEL_WIDTH
+
+    @property
+    def science(self) -> tuple[slice, slice]:
+        """Slices selecting the science area of a full-frame array."""
+        s = slice(N_BORDER, N_BORDER + self.science_size)
+        return (s, s)
+
+    def _rng(self, component: int, extra: int = 0) -> np.random.Generator:
+        return np.random.default_rng(
+            [self.seed, detector_number(self.detector), self.science_size, component, extra]
+        )
+
+    def _per_channel(self, values: np.ndarray) -> np.ndarray:
+        """Broadcast one value per channel to a full-frame float32 array."""
+        row = np.repeat(np.asarray(values, dtype=np.float32), CHANNEL_WIDTH)
+        return np.broadcast_to(row, self.shape).copy()
+
+    @cached_property
+    def _science_mask(self) -> np.ndarray:
+        mask = np.zeros(self.shape, dtype=bool)
+        mask[self.science] = True
+        return mask
+
+    # --- electronic properties ---------------------------------------------
+    @cached_property
+    def gain(self) -> np.ndarray:
+        """Gain (e-/DN), one value per readout channel."""
+        return self._per_channel(self._rng(_GAIN).uniform(1.8, 2.2, self.n_channels))
+
+    @cached_property
+    def read_noise(self) -> np.ndarray:
+        """White read noise per read (DN), per pixel."""
+        rng = self._rng(_RNOISE)
+        return (5.0 * np.exp(rng.normal(0.0, 0.08, self.shape))).astype(np.float32)
+
+    @cached_property
+    def bias(self) -> np.ndarray:
+        """Bias level (DN): a per-channel offset plus per-pixel structure."""
+        rng = self._rng(_BIAS)
+        per_channel = self._per_channel(rng.normal(1000.0, 60.0, self.n_channels))
+        return (per_channel + rng.normal(0.0, 25.0, self.shape)).astype(np.float32)
+
+    @cached_property
+    def linearity_coeffs(self) -> np.ndarray:
+        """Correction polynomial (4, ny, nx): linear = Σ c_k m^k, k = 0..3 (DN)."""
+        rng = self._rng(_LIN)
+        c2 = rng.uniform(1.7e-6, 2.3e-6, self.n_channels)
+        c3 = rng.uniform(0.5e-11, 1.5e-11, self.n_channels)
+        coeffs = np.zeros((4,) + self.shape, dtype=np.float32)
+        coeffs[1] = 1.0
+        coeffs[2] = self._per_channel(c2)
+        coeffs[3] = self._per_channel(c3)
+        return coeffs
+
+    @cached_property
+    def full_well(self) -> np.ndarray:
+        """Largest linear level a pixel reaches, bias included (DN)."""
+        rng = self._rng(_WELL)
+        return rng.normal(64000.0, 1200.0, self.shape).clip(58000.0, 68000.0).astype(np.float32)
+
+    @cached_property
+    def saturation(self) -> np.ndarray:
+        """Saturation threshold on measured (non-linear) values (DN), just below the plateau."""
+        level = measured_from_linear(0.97 * self.full_well, self.linearity_coeffs)
+        return np.floor(level).astype(np.float32)
+
+    @cached_property
+    def correlated_noise(self) -> CorrelatedNoiseParameters:
+        rng = self._rng(_CORR)
+        return CorrelatedNoiseParameters(
+            common_1f=float(rng.uniform(2.5, 3.5)),
+            channel_1f=float(rng.uniform(0.8, 1.2)),
+            acn=float(rng.uniform(0.8, 1.2)),
+            white_ref=5.0,
+        )
+
+    # --- pixel response and defects ------------------------------------------
+    @cached_property
+    def _defects(self) -> dict:
+        rng = self._rng(_DEFECT)
+        u = rng.random(self.shape)
+        science = self._science_mask
+        dead = science & (u < 5e-4)
+        low_qe = science & (u >= 5e-4) & (u < 1.5e-3)
+        hot_draw = rng.random(self.shape)
+        hot = science & (hot_draw < 2e-3)
+        hot_rate = np.where(hot, 10.0 ** rng.uniform(-1.0, 1.3, self.shape), 0.0)
+        return {"dead": dead, "low_qe": low_qe, "hot": hot, "hot_rate": hot_rate}
+
+    @cached_property
+    def dark_rate(self) -> np.ndarray:
+        """Dark current (DN/s); reference pixels see none."""
+        rng = self._rng(_DARK)
+        base = rng.gamma(4.0, 0.005 / 4.0, self.shape)
+        rate = np.where(self._science_mask, base + self._defects["hot_rate"], 0.0)
+        return rate.astype(np.float32)
+
+    @cached_property
+    def pixel_response(self) -> np.ndarray:
+        """Filter-independent pixel response (quantum efficiency relative to the mean)."""
+        rng = self._rng(_RESP)
+        resp = rng.normal(1.0, 0.015, self.shape).clip(0.9, 1.1)
+        resp[self._defects["low_qe"]] *= 0.5
+        resp[self._defects["dead"]] = 0.0
+        resp[~self._science_mask] = 0.0
+        return resp.astype(np.float32)
+
+    def flat(self, optical_element: str) -> np.ndarray:
+        """Pixel response in a filter, normalised to a median of 1 over good science pixels.
+
+        Reference pixels are 0; dead pixels 0.
+        """
+        name = check_filter(optical_element)
+        index = IMAGING_FILTERS.index(name) if name in IMAGING_FILTERS else len(IMAGING_FILTERS)
+        rng = self._rng(_FLAT, index)
+        n = self.shape[0]
+        y, x = (np.mgrid[0:n, 0:n] / (n - 1) - 0.5) * 2.0
+        a = rng.normal(0.0, 0.02, 5)
+        large_scale = 1.0 + a[0] * x + a[1] * y + a[2] * x * y + a[3] * (x**2 - 1 / 3) + a[4] * (y**2 - 1 / 3)
+        flat = self.pixel_response * large_scale
+        good = self._science_mask & (self.pixel_response > 0)
+        flat /= np.median(flat[good])
+        return flat.astype(np.float32)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """Pixel DQ (uint32) of the defects, as the MASK reference records them."""
+        d = self._defects
+        flags = np.zeros(self.shape, dtype=np.uint32)
+        flags[~self._science_mask] |= dq.REFERENCE_PIXEL
+        flags[d["dead"]] |= dq.DEAD | dq.DO_NOT_USE
+        flags[d["low_qe"]] |= dq.LOW_QE
+        hot_rate = d["hot_rate"]
+        flags[hot_rate > 1.0] |= dq.HOT
+        flags[(hot_rate > 0.1) & (hot_rate <= 1.0)] |= dq.WARM
+        return flags
+
+
+def measured_from_linear(linear: np.ndarray, coeffs: np.ndarray, iterations: int = 6) -> np.ndarray:
+    """Invert the linearity correction: find m with Σ c_k m^k = linear (DN).
+
+    Newton iterations starting from m = linear; the polynomial is monotonic over
+    the detector's range so this converges to float precision in a few steps.
+    """
+    linear = np.asarray(linear, dtype=np.float64)
+    c = [np.asarray(ck, dtype=np.float64) for ck in coeffs]
+    m = linear.copy()
+    for _ in range(iterations):
+        value = c[-1]
+        deriv = np.zeros_like(m)
+        for ck in c[-2::-1]:
+            deriv = deriv * m + value
+            value = value * m + ck
+        m = m - (value - linear) / deriv
+    return m
