@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # this level is not part of the installed package
+            if exc.name and name.startswith(exc.name):  # this level is not part of the package yet
                 continue
             raise
         module.register(subparsers)

@@ -52,7 +52,8 @@ class CorrelatedNoiseParameters:
     common_1f : float
         rms of the 1/f noise shared by all channels and amp33.
     channel_1f : float
-        rms of the 1/f noise independent in each channel.
+        rms of the 1/f noise independent in each channel (small: most of the
+        correlated noise of an H4RG is common to all outputs).
     acn : float
         rms of the alternating-column noise (even/odd column offset along
         the read-time series), shared by all channels and amp33.
@@ -168,7 +169,7 @@ class DetectorModel:
         rng = self._rng(_CORR)
         return CorrelatedNoiseParameters(
             common_1f=float(rng.uniform(2.5, 3.5)),
-            channel_1f=float(rng.uniform(0.8, 1.2)),
+            channel_1f=float(rng.uniform(0.3, 0.5)),
             acn=float(rng.uniform(0.8, 1.2)),
             white_ref=5.0,
         )

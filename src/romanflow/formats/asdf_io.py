@@ -216,6 +216,7 @@ def write_l2(image: RateImage, path) -> Path:
     meta["filename"] = path.name
     meta.setdefault("product_type", "l2")
     meta.pop("wcs", None)
+    meta["model_type"] = "ImageModel"
     model = rdm.ImageModel.create_fake_data(shape=shape, defaults={"meta": meta})
     if image.wcs is not None:
         model.meta.wcs = image.wcs

@@ -1,0 +1,282 @@
+"""Point-source detection and PSF-fit positions and fluxes on one L2 detector image.
+
+Kernel (:func:`detect_point_sources`): arrays in, table out. Background by
+:class:`photutils.background.Background2D`; detection by peaks of the
+matched-filter S/N map (image convolved with the effective PSF, divided by the
+noise of that sum); positions and fluxes by fitting the effective PSF
+(:class:`photutils.psf.ImagePSF`) with simultaneous fits of close groups.
+
+Wrapper (:func:`source_catalog`): reads the detector and filter from the
+metadata, takes the PSF from :mod:`romanflow.psf`, adds sky positions from the
+image's WCS. Catalog files: :func:`write_source_catalog` (Parquet with units).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from romanflow import dq as dqbits
+from romanflow.errors import RomanflowError
+
+#: Source flag bits (column ``flags``).
+SOURCE_FLAGS = {
+    "SATURATED": 1,  # a saturated pixel within the fit box
+    "BLENDED": 2,  # another detection within BLEND_RADIUS pixels (fitted together)
+    "EDGE": 4,  # fit box not fully on the array
+    "BAD_PIXEL": 8,  # a DO_NOT_USE pixel within the fit box
+    "FIT_FAILED": 16,  # PSF fit did not converge or gave a non-finite result
+}
+
+FIT_SHAPE = 5  #: PSF-fit box (pixels per side)
+BLEND_RADIUS = 4.0  #: detections closer than this (pixels) are fitted together and flagged BLENDED
+PSF_OVERSAMPLE = 4
+PSF_SIZE = 21  #: effective-PSF image extent used for fitting (native pixels)
+
+_COLUMNS = {
+    # name: (unit, description)
+    "id": ("", "source number within the detector"),
+    "x": ("pix", "PSF-fit column, 0-based science pixel"),
+    "y": ("pix", "PSF-fit row, 0-based science pixel"),
+    "x_err": ("pix", "1-sigma uncertainty of x"),
+    "y_err": ("pix", "1-sigma uncertainty of y"),
+    "flux": ("DN/s", "PSF-fit flux (total, from the effective PSF)"),
+    "flux_err": ("DN/s", "1-sigma uncertainty of flux"),
+    "snr": ("", "flux / flux_err"),
+    "peak_snr": ("", "matched-filter S/N at detection"),
+    "flags": ("", "bit flags: " + ", ".join(f"{k}={v}" for k, v in SOURCE_FLAGS.items())),
+    "ra": ("deg", "ICRS right ascension from the image WCS"),
+    "dec": ("deg", "ICRS declination from the image WCS"),
+}
+
+
+def _psf_model(psf, oversample):
+    from photutils.psf import ImagePSF
+
+    return ImagePSF(np.asarray(psf, dtype=float), oversampling=oversample)
+
+
+def _native_kernel(psf, oversample):
+    """Effective PSF sampled at native pixels around its centre (fraction of flux per pixel)."""
+    n = psf.shape[0]
+    c = (n - 1) // 2
+    half = min(c // oversample, 3)
+    idx = c + oversample * np.arange(-half, half + 1)
+    kernel = np.asarray(psf)[np.ix_(idx, idx)]
+    return kernel
+
+
+def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE, snr_threshold: float = 5.0,
+                         background_box: int | None = None):
+    """Detect point sources and fit their positions and fluxes.
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Count rate (DN/s).
+    err : ndarray (ny, nx)
+        1-sigma uncertainty (DN/s); non-finite or non-positive values fall back
+        to the background RMS.
+    dq : ndarray of uint32 (ny, nx)
+        Pixel flags; DO_NOT_USE pixels are masked in the fit.
+    psf : ndarray
+        Effective PSF (:func:`romanflow.psf.psf_image`) with ``oversample``
+        samples per pixel, source at the central sample.
+    snr_threshold : float
+        Detection threshold on the matched-filter S/N.
+    background_box : int, optional
+        Background mesh size (pixels); default ``min(64, n // 4)``.
+
+    Returns
+    -------
+    astropy.table.QTable
+        Columns ``id, x, y, x_err, y_err, flux, flux_err, snr, peak_snr, flags``
+        (units as in :data:`_COLUMNS`). Empty (zero rows) when nothing is found.
+    """
+    from astropy.convolution import convolve
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
+    from photutils.detection import find_peaks
+
+    data = np.asarray(data, dtype=float)
+    ny, nx = data.shape
+    dq = np.zeros(data.shape, np.uint32) if dq is None else np.asarray(dq)
+    bad = (dq & dqbits.DO_NOT_USE) != 0
+    bad |= ~np.isfinite(data)
+    box = background_box or max(16, min(64, min(ny, nx) // 4))
+    try:
+        bkg = Background2D(np.where(bad, 0.0, data), (box, box), filter_size=(3, 3), mask=bad,
+                           sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=MedianBackground())
+        background, background_rms = bkg.background, bkg.background_rms
+    except ValueError:  # e.g. everything masked
+        return _empty_table()
+    sigma = np.asarray(err, dtype=float) if err is not None else np.full(data.shape, np.nan)
+    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, background_rms)
+    residual = np.where(bad, 0.0, data - background)
+
+    kernel = _native_kernel(psf, oversample)
+    signal = convolve(residual, kernel, normalize_kernel=False, boundary="fill", fill_value=0.0)
+    noise = np.sqrt(convolve(np.where(bad, 0.0, sigma**2), kernel**2, normalize_kernel=False,
+                             boundary="fill", fill_value=0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr_map = np.where(noise > 0, signal / noise, 0.0)
+    peaks = find_peaks(snr_map, threshold=snr_threshold, box_size=3, border_width=1)
+    if peaks is None or len(peaks) == 0:
+        return _empty_table()
+    px = np.asarray(peaks["x_peak"], dtype=float)
+    py = np.asarray(peaks["y_peak"], dtype=float)
+    peak_snr = np.asarray(peaks["peak_value"], dtype=float)
+    return _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr)
+
+
+def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
+    from astropy.table import QTable
+    from photutils.psf import PSFPhotometry, SourceGrouper
+
+    ny, nx = residual.shape
+    # initial flux from the matched filter: sum(k d) / sum(k^2)
+    model = _psf_model(psf, oversample)
+    init = QTable({"x": px, "y": py})
+    phot = PSFPhotometry(model, (FIT_SHAPE, FIT_SHAPE), grouper=SourceGrouper(min_separation=BLEND_RADIUS),
+                         aperture_radius=2.5, xy_bounds=(1.5, 1.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = phot(residual, mask=bad, error=sigma, init_params=init)
+    x = np.asarray(result["x_fit"], dtype=float)
+    y = np.asarray(result["y_fit"], dtype=float)
+    flux = np.asarray(result["flux_fit"], dtype=float)
+    x_err = np.asarray(result["x_err"], dtype=float)
+    y_err = np.asarray(result["y_err"], dtype=float)
+    flux_err = np.asarray(result["flux_err"], dtype=float)
+    group_size = np.asarray(result["group_size"]) if "group_size" in result.colnames else np.ones(len(x), int)
+
+    flags = np.zeros(len(x), np.uint32)
+    half = FIT_SHAPE // 2
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+    flags[~ok] |= SOURCE_FLAGS["FIT_FAILED"]
+    fit_flags = np.asarray(result["flags"]) if "flags" in result.colnames else np.zeros(len(x), int)
+    flags[(fit_flags & (4 | 8 | 16 | 32)) != 0] |= SOURCE_FLAGS["FIT_FAILED"]  # fit failed/bounded/no error
+    xi = np.where(np.isfinite(x), np.rint(x), px).astype(int)
+    yi = np.where(np.isfinite(y), np.rint(y), py).astype(int)
+    edge = (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) | (yi + half > ny - 1)
+    flags[edge] |= SOURCE_FLAGS["EDGE"]
+    flags[group_size > 1] |= SOURCE_FLAGS["BLENDED"]
+    for k in range(len(x)):
+        sl = (slice(max(yi[k] - half, 0), yi[k] + half + 1), slice(max(xi[k] - half, 0), xi[k] + half + 1))
+        box = dq[sl]
+        if np.any(box & dqbits.SATURATED):
+            flags[k] |= SOURCE_FLAGS["SATURATED"]
+        if np.any(box & dqbits.DO_NOT_USE):
+            flags[k] |= SOURCE_FLAGS["BAD_PIXEL"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.where(flux_err > 0, flux / flux_err, 0.0)
+    table = _empty_table()
+    rows = {
+        "id": np.arange(1, len(x) + 1, dtype=np.int64), "x": x, "y": y, "x_err": x_err, "y_err": y_err,
+        "flux": flux, "flux_err": flux_err, "snr": snr, "peak_snr": peak_snr, "flags": flags,
+    }
+    return _table_from(rows)
+
+
+def _empty_table():
+    rows = {name: np.zeros(0, dtype=np.int64 if name == "id" else (np.uint32 if name == "flags" else float))
+            for name in _COLUMNS if name not in ("ra", "dec")}
+    return _table_from(rows)
+
+
+def _table_from(rows):
+    from astropy import units as u
+    from astropy.table import Column, QTable
+
+    table = QTable()
+    for name, values in rows.items():
+        unit, description = _COLUMNS[name]
+        unit = u.Unit(unit) if unit and unit != "DN/s" else (u.DN / u.s if unit == "DN/s" else None)
+        table[name] = Column(values, unit=unit, description=description) if unit is None else \
+            u.Quantity(values, unit)
+        table[name].info.description = description
+    return table
+
+
+def source_catalog(image, *, snr_threshold: float = 5.0, pupil_bin: int = 8):
+    """Catalog of the point sources of an L2 :class:`~romanflow.exposure.RateImage`.
+
+    Uses the effective PSF of the image's detector and optical element and, when
+    the image has a WCS, adds ``ra``/``dec`` (deg). The table's ``meta`` carries
+    ``detector``, ``optical_element`` and ``exposure_time`` (MJD of start, when known).
+    """
+    from astropy import units as u
+
+    from romanflow.exposure import get_meta
+    from romanflow.psf import psf_image
+
+    detector = get_meta(image.meta, "instrument.detector")
+    element = get_meta(image.meta, "instrument.optical_element")
+    if detector is None or element is None:
+        raise RomanflowError("source catalog: metadata lacks instrument.detector or instrument.optical_element")
+    psf = psf_image(detector, element, oversample=PSF_OVERSAMPLE, size=PSF_SIZE, pupil_bin=pupil_bin)
+    table = detect_point_sources(image.data, image.err, image.dq, psf, oversample=PSF_OVERSAMPLE,
+                                 snr_threshold=snr_threshold)
+    add_sky_positions(table, image.wcs)
+    table.meta.update({"detector": str(detector), "optical_element": str(element)})
+    return table
+
+
+def add_sky_positions(table, wcs):
+    """Set ``ra``/``dec`` (deg) columns of a source table from a pixel -> sky transform."""
+    from astropy import units as u
+
+    x = np.asarray(table["x"].value if hasattr(table["x"], "value") else table["x"], dtype=float)
+    y = np.asarray(table["y"].value if hasattr(table["y"], "value") else table["y"], dtype=float)
+    if wcs is None:
+        ra = dec = np.full(len(x), np.nan)
+    elif len(x) == 0:
+        ra = dec = np.zeros(0)
+    else:
+        ra, dec = wcs(x, y, with_bounding_box=False)
+    table["ra"] = np.asarray(ra, dtype=float) * u.deg
+    table["dec"] = np.asarray(dec, dtype=float) * u.deg
+    for name in ("ra", "dec"):
+        table[name].info.description = _COLUMNS[name][1]
+    return table
+
+
+def write_source_catalog(table, path):
+    """Write a source table to Parquet (units and descriptions kept, plus Arrow field metadata)."""
+    import pyarrow.parquet as pq
+
+    from romanflow.formats.asdf_io import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.write(tmp, format="parquet", overwrite=True)
+        # also describe the columns for non-astropy readers
+        parquet = pq.read_table(tmp)
+        fields = []
+        for field in parquet.schema:
+            if field.name in table.colnames:
+                col = table[field.name]
+                unit = getattr(col, "unit", None)
+                meta = {"unit": str(unit) if unit is not None else "",
+                        "description": col.info.description or ""}
+                field = field.with_metadata({k: v for k, v in meta.items()})
+            fields.append(field)
+        import pyarrow as pa
+
+        schema = pa.schema(fields, metadata=parquet.schema.metadata)
+        pq.write_table(parquet.cast(schema), tmp)
+    return path
+
+
+def read_source_catalog(path):
+    """Read a catalog written by :func:`write_source_catalog` (an astropy QTable)."""
+    from astropy.table import QTable
+
+    from romanflow.errors import InputFileError
+
+    try:
+        return QTable.read(path, format="parquet")
+    except FileNotFoundError:
+        raise InputFileError(path, "file not found") from None
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable Parquet source catalog: {exc}") from None

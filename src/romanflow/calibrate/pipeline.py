@@ -1,0 +1,297 @@
+"""The exposure-level pipeline: one detector's L1 ramps -> L2 rate image.
+
+dq_init -> saturation -> refpix -> linearity -> [per-resultant dark] -> ramp_fit
+-> dark -> assign_wcs -> flat_field -> photom
+
+Reference files are resolved once, before any step runs (explicit overrides
+win over the context's rules), so a missing or wrong file stops the run before
+work is done. Each step is a function on the in-memory exposure; this module
+only chains them, times them and records provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from romanflow import __version__
+from romanflow.calibrate.assign_wcs import assign_wcs
+from romanflow.calibrate.dark import dark_rate_step, dark_resultant_step
+from romanflow.calibrate.dq_init import dq_init
+from romanflow.calibrate.flat import flat_field
+from romanflow.calibrate.linearity import linearity
+from romanflow.calibrate.photom import photom
+from romanflow.calibrate.ramp_fit import ramp_fit
+from romanflow.calibrate.refpix import refpix
+from romanflow.calibrate.saturation import saturation
+from romanflow.calibrate.steps_common import SKIPPED, mark_step, record_reference
+from romanflow.errors import RomanflowError
+from romanflow.exposure import RampExposure, RateImage
+from romanflow.kernels.ramp import DEFAULT_METHOD, METHODS
+
+#: Steps in the order they run.
+STEPS = ("dq_init", "saturation", "refpix", "linearity", "ramp_fit", "dark", "assign_wcs", "flat_field", "photom")
+
+#: Reference types each step reads.
+STEP_REFTYPES = {
+    "dq_init": ("mask",),
+    "saturation": ("saturation",),
+    "linearity": ("linearity",),
+    "ramp_fit": ("readnoise", "gain"),
+    "dark": ("dark",),
+    "assign_wcs": ("distortion",),
+    "flat_field": ("flat",),
+    "photom": ("photom",),
+}
+
+#: Steps whose output defines the product; they cannot be skipped.
+REQUIRED_STEPS = ("ramp_fit",)
+
+
+@dataclass
+class CalibrationOptions:
+    """How to calibrate.
+
+    Attributes
+    ----------
+    skip : tuple of str
+        Steps not to run (recorded as SKIPPED).
+    overrides : dict
+        reftype -> file path that replaces the context's choice (``'N/A'`` switches the type off).
+    ramp_method : {'likely', 'casertano'}
+        Ramp-fitting algorithm.
+    detect_jumps : bool
+        Look for cosmic-ray jumps while fitting.
+    context : optional
+        Reference context (a context file or a store); the embedded default store if None.
+    """
+
+    skip: tuple = ()
+    overrides: dict = field(default_factory=dict)
+    ramp_method: str = DEFAULT_METHOD
+    detect_jumps: bool = True
+    context: object = None
+
+    def __post_init__(self):
+        unknown = sorted(set(self.skip) - set(STEPS))
+        if unknown:
+            raise RomanflowError(f"unknown step(s) to skip: {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+        required = sorted(set(self.skip) & set(REQUIRED_STEPS))
+        if required:
+            raise RomanflowError(f"step(s) {', '.join(required)} cannot be skipped: they produce the rate image")
+        if self.ramp_method not in METHODS:
+            raise RomanflowError(f"unknown ramp-fitting method {self.ramp_method!r}: expected one of {', '.join(METHODS)}")
+        self.skip = tuple(self.skip)
+        self.overrides = {str(k).lower(): v for k, v in (self.overrides or {}).items()}
+
+
+def resolve_references(meta: dict, science_size: int, options: CalibrationOptions) -> dict:
+    """reftype -> Path (or None when not applicable) for every step that will run."""
+    from romanflow.refdata import default_store, select_reference
+
+    context = options.context if options.context is not None else default_store(science_size)
+    chosen = {}
+    for step in STEPS:
+        if step in options.skip:
+            continue
+        for reftype in STEP_REFTYPES.get(step, ()):
+            chosen[reftype] = select_reference(reftype, meta, context, options.overrides)
+    return chosen
+
+
+def _load(references: dict, reftype: str):
+    from romanflow.formats.reference_io import read_reference
+
+    path = references.get(reftype)
+    return None if path is None else read_reference(path, reftype)
+
+
+def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | None = None,
+                       references: dict | None = None) -> tuple[RateImage, dict]:
+    """Calibrate one detector's ramp into a rate image.
+
+    Parameters
+    ----------
+    exposure : RampExposure
+        L1 resultants (uint16 DN) and metadata; modified in place.
+    options : CalibrationOptions, optional
+        Steps to skip, overrides, ramp method.
+    references : dict, optional
+        reftype -> path, already resolved (see :func:`resolve_references`).
+
+    Returns
+    -------
+    image : RateImage
+        The L2 rate image (DN/s).
+    timings : dict
+        Seconds per step, plus ``'total'``.
+    """
+    options = options or CalibrationOptions()
+    meta = exposure.meta
+    science_size = exposure.science_size
+    if references is None:
+        references = resolve_references(meta, science_size, options)
+    timings: dict[str, float] = {}
+    start_all = time.perf_counter()
+
+    def run(step, func):
+        if step in options.skip:
+            mark_step(meta, step, SKIPPED)
+            timings[step] = 0.0
+            return None
+        start = time.perf_counter()
+        result = func()
+        timings[step] = time.perf_counter() - start
+        for reftype in STEP_REFTYPES.get(step, ()):
+            record_reference(meta, reftype, references.get(reftype))
+        return result
+
+    def load_mask():
+        ref = _load(references, "mask")
+        return dq_init(exposure, None if ref is None else ref["dq"])
+
+    run("dq_init", load_mask)
+    if "dq_init" in options.skip:  # still need a float ramp and flag arrays
+        dq_init(exposure, None)
+        mark_step(meta, "dq_init", SKIPPED)
+
+    def do_saturation():
+        ref = _load(references, "saturation")
+        if ref is not None:
+            saturation(exposure, ref["data"], ref["dq"])
+
+    run("saturation", do_saturation)
+    run("refpix", lambda: refpix(exposure))
+
+    def do_linearity():
+        ref = _load(references, "linearity")
+        if ref is not None:
+            linearity(exposure, ref["coeffs"], ref["dq"])
+
+    run("linearity", do_linearity)
+
+    dark_ref = None if "dark" in options.skip else _load(references, "dark")
+    per_resultant_dark = dark_ref is not None and "data" in dark_ref and np.ndim(dark_ref["data"]) == 3
+    if per_resultant_dark:
+        start = time.perf_counter()
+        dark_resultant_step(exposure, dark_ref["data"])
+        timings["dark"] = time.perf_counter() - start
+
+    def do_ramp_fit():
+        rn, gain = _load(references, "readnoise"), _load(references, "gain")
+        if rn is None or gain is None:
+            raise RomanflowError("ramp fitting needs both a readnoise and a gain reference")
+        return ramp_fit(exposure, rn["data"], gain["data"], method=options.ramp_method,
+                        detect_jumps=options.detect_jumps)
+
+    image = run("ramp_fit", do_ramp_fit)
+
+    if not per_resultant_dark:
+        run("dark", lambda: dark_ref is not None and dark_rate_step(image, dark_ref["dark_slope"], dark_ref["dq"]))
+    run("assign_wcs", lambda: assign_wcs(image, _load(references, "distortion")))
+
+    def do_flat():
+        ref = _load(references, "flat")
+        if ref is not None:
+            flat_field(image, ref["data"], ref["err"], ref["dq"])
+
+    run("flat_field", do_flat)
+
+    def do_photom():
+        ref = _load(references, "photom")
+        if ref is not None:
+            photom(image, ref["phot_table"])
+
+    run("photom", do_photom)
+
+    timings["total"] = time.perf_counter() - start_all
+    meta["calibration_software_name"] = "romanflow"
+    meta["calibration_software_version"] = __version__
+    meta["model_type"] = "ImageModel"
+    meta.setdefault("cal_logs", []).extend(f"{step}: {seconds:.2f} s" for step, seconds in timings.items())
+    return image, timings
+
+
+def output_name(path: Path) -> str:
+    """``r..._wfi07_uncal.asdf`` -> ``r..._wfi07_cal.asdf``."""
+    stem = path.name
+    for suffix in (".asdf",):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    if stem.endswith("_uncal"):
+        stem = stem[: -len("_uncal")]
+    return f"{stem}_cal.asdf"
+
+
+def calibrate_file(path, output_dir=None, options: CalibrationOptions | None = None) -> tuple[Path, dict]:
+    """Read an L1 file, calibrate it and write the L2 file; returns (output path, timings)."""
+    from romanflow.formats import read_l1, write_l2
+
+    path = Path(path)
+    options = options or CalibrationOptions()
+    start = time.perf_counter()
+    exposure = read_l1(path)
+    read_time = time.perf_counter() - start
+    references = resolve_references(exposure.meta, exposure.science_size, options)
+    image, timings = calibrate_exposure(exposure, options, references)
+    out = Path(output_dir) if output_dir is not None else path.parent
+    target = out / output_name(path)
+    start = time.perf_counter()
+    write_l2(image, target)
+    timings = {"read": read_time, **timings, "write": time.perf_counter() - start}
+    return target, timings
+
+
+def _init_worker(threads: int) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, threads))
+
+
+def calibrate(inputs, output_dir=None, *, options: CalibrationOptions | None = None, workers: int | None = None,
+              progress=None) -> list[Path]:
+    """Calibrate several L1 files; returns the L2 paths in input order.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        L1 files.
+    output_dir : path, optional
+        Where to write the L2 files (default: beside each input).
+    options : CalibrationOptions, optional
+        Steps to skip, reference overrides, ramp method.
+    workers : int, optional
+        Processes to use (default: one per core, at most one per file).
+    progress : callable, optional
+        Called with each finished output path (e.g. to advance a progress bar).
+    """
+    paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    for p in paths:
+        if not p.exists():
+            raise RomanflowError(f"{p}: no such file")
+    options = options or CalibrationOptions()
+    workers = min(len(paths), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        results = []
+        for p in paths:
+            results.append(calibrate_file(p, output_dir, options)[0])
+            if progress:
+                progress(results[-1])
+        return results
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    results: dict[int, Path] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(calibrate_file, p, output_dir, options): i for i, p in enumerate(paths)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()[0]
+            if progress:
+                progress(results[futures[future]])
+    return [results[i] for i in range(len(paths))]

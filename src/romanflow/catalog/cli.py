@@ -1,0 +1,79 @@
+"""``romanflow catalog``: source catalogs from L2/L3 ASDF files, and the column reference."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "catalog",
+        help="detect and measure sources; write Parquet (and HATS) catalogs",
+        description=(
+            "Build a source catalog from L2 ImageModel or L3 MosaicModel ASDF files. One image gives a "
+            "single-band catalog; several images on one pixel grid give a multi-band catalog detected on "
+            "their inverse-variance weighted sum. `romanflow catalog columns` prints the column reference "
+            "(Markdown)."
+        ),
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="ASDF files, or the word 'columns'")
+    parser.add_argument("-o", "--output-dir", type=Path, help="directory for the Parquet catalog")
+    parser.add_argument("--bands", help="comma-separated filters expected, in order (checked against the files)")
+    parser.add_argument("--hats", type=Path, metavar="DIR", help="also write a HATS catalog to DIR")
+    parser.add_argument("--name", help="catalog file stem (default: from the first image)")
+    parser.add_argument("--snr-threshold", type=float, default=5.0, help="detection threshold in sigma (default 5)")
+    parser.add_argument("--n-pixels", type=int, default=5, help="minimum connected pixels (default 5)")
+    parser.add_argument("--no-deblend", action="store_true", help="do not deblend")
+    parser.add_argument("--no-psf", action="store_true", help="skip PSF photometry")
+    parser.add_argument(
+        "--psf-fwhm", type=float, metavar="ARCSEC", help="PSF FWHM for every band (estimated from the image otherwise)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from romanflow.errors import RomanflowError
+
+    if args.images == ["columns"]:
+        from romanflow.catalog.schema import columns_markdown
+
+        sys.stdout.write(columns_markdown() + "\n")
+        return 0
+    if args.output_dir is None:
+        raise RomanflowError("an output directory is required: -o DIR")
+    from romanflow.catalog.hats_io import write_hats
+    from romanflow.catalog.parquet import write_catalog_parquet
+    from romanflow.catalog.products import read_band_image
+    from romanflow.catalog.schema import band_token, catalog_columns
+    from romanflow.catalog.source_catalog import make_catalog
+
+    images = [read_band_image(p, psf_fwhm_arcsec=args.psf_fwhm) for p in args.images]
+    bands = [band_token(im.band) for im in images]
+    if args.bands:
+        wanted = [band_token(b) for b in args.bands.split(",") if b.strip()]
+        if wanted != bands:
+            raise RomanflowError(f"--bands {','.join(wanted)} does not match the files' filters {','.join(bands)}")
+    table = make_catalog(
+        images, snr_threshold=args.snr_threshold, n_pixels=args.n_pixels, deblend=not args.no_deblend,
+        psf_photometry=not args.no_psf,
+    )
+    provenance = {
+        "catalog_kind": table.meta["catalog_kind"],
+        "filters": [im.band for im in images],
+        "inputs": [str(p) for p in args.images],
+        "reference_files": {im.band: im.provenance.get("reference_files", {}) for im in images},
+        "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"],
+    }
+    stem = args.name or Path(args.images[0]).name.split(".")[0] + "_cat"
+    out = args.output_dir / f"{stem}.parquet"
+    columns = catalog_columns(table.meta["catalog_kind"], bands)
+    write_catalog_parquet(table, out, columns=columns, provenance=provenance)
+    print(f"{out}: {len(table)} sources in {', '.join(bands)}")
+    if args.hats is not None:
+        if len(table) == 0:
+            raise RomanflowError(f"no sources detected: no HATS catalog written to {args.hats}")
+        write_hats(table, args.hats, catalog_name=stem, provenance=provenance)
+        print(f"{args.hats}: HATS catalog")
+    return 0

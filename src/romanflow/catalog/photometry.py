@@ -1,0 +1,291 @@
+"""Photometry kernels: unit conversion, apertures, PSF fitting, forced PSF fluxes.
+
+Every function works on plain arrays (data and error in one flux unit per
+pixel, normally nJy) plus pixel positions; nothing reads files or metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from romanflow.catalog.schema import AB_ZEROPOINT_NJY
+
+#: One steradian in square arcseconds.
+ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
+
+
+def _photutils():
+    import photutils
+
+    photutils.future_column_names = True
+    return photutils
+
+
+# ---------------------------------------------------------------------------
+# Units
+# ---------------------------------------------------------------------------
+
+
+def njy_per_pixel_from_surface_brightness(pixel_area_sr: float) -> float:
+    """Factor turning MJy/sr (L3 mosaics) into nJy per pixel: ``1e15 · Ω_pix``.
+
+    Parameters
+    ----------
+    pixel_area_sr : float
+        Solid angle of one pixel (sr).
+    """
+    return 1e15 * float(pixel_area_sr)
+
+
+def njy_per_pixel_from_count_rate(conversion_megajanskys: float, pixel_area_sr: float) -> float:
+    """Factor turning DN/s (L2 images) into nJy per pixel.
+
+    Parameters
+    ----------
+    conversion_megajanskys : float
+        Surface brightness of 1 DN/s (MJy/sr per DN/s), ``meta.photometry.conversion_megajanskys``.
+    pixel_area_sr : float
+        Solid angle of one pixel (sr), ``meta.photometry.pixel_area``.
+    """
+    return float(conversion_megajanskys) * 1e15 * float(pixel_area_sr)
+
+
+def abmag(flux_njy, flux_err_njy=None):
+    """AB magnitude ``-2.5 log10(f / nJy) + 31.4`` and its error; NaN where f <= 0."""
+    flux = np.asarray(flux_njy, dtype=np.float64)
+    positive = flux > 0
+    mag = np.where(positive, -2.5 * np.log10(np.where(positive, flux, 1.0)) + AB_ZEROPOINT_NJY, np.nan)
+    if flux_err_njy is None:
+        return mag
+    err = np.where(positive, 2.5 / np.log(10) * np.asarray(flux_err_njy) / np.where(positive, flux, 1.0), np.nan)
+    return mag, err
+
+
+def local_pixel_scale(wcs, x, y) -> np.ndarray:
+    """Local pixel scale (arcsec, square root of the pixel area) at pixel positions.
+
+    Works with any WCS that has ``pixel_to_world_values`` (astropy WCS, gwcs).
+    """
+    x = np.atleast_1d(np.asarray(x, np.float64))
+    y = np.atleast_1d(np.asarray(y, np.float64))
+    ra0, dec0 = wcs.pixel_to_world_values(x, y)
+    ra1, dec1 = wcs.pixel_to_world_values(x + 1.0, y)
+    ra2, dec2 = wcs.pixel_to_world_values(x, y + 1.0)
+    cosd = np.cos(np.deg2rad(dec0))
+    dx1, dy1 = ((ra1 - ra0 + 180) % 360 - 180) * cosd, dec1 - dec0
+    dx2, dy2 = ((ra2 - ra0 + 180) % 360 - 180) * cosd, dec2 - dec0
+    return np.sqrt(np.abs(dx1 * dy2 - dx2 * dy1)) * 3600.0
+
+
+# ---------------------------------------------------------------------------
+# Apertures
+# ---------------------------------------------------------------------------
+
+
+def aperture_fluxes(data, err, x, y, radii_pix, mask=None):
+    """Sums in circular apertures (exact pixel overlap).
+
+    Parameters
+    ----------
+    data, err : ndarray (ny, nx)
+        Image and 1-sigma error (flux per pixel).
+    x, y : ndarray (n,)
+        Aperture centres (pixels, 0-indexed).
+    radii_pix : sequence of float
+        Radii (pixels).
+    mask : ndarray of bool, optional
+        Pixels excluded from the sums.
+
+    Returns
+    -------
+    flux, flux_err : ndarray (n, n_radii)
+        Sums (flux) and their errors, NaN for an aperture entirely off the image.
+    edge : ndarray of bool (n,)
+        True if the largest aperture leaves the image or touches masked pixels.
+    """
+    _photutils()
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    n = len(x)
+    flux = np.full((n, len(radii_pix)), np.nan)
+    flux_err = np.full((n, len(radii_pix)), np.nan)
+    if n == 0:
+        return flux, flux_err, np.zeros(0, bool)
+    positions = np.column_stack([x, y])
+    apertures = [CircularAperture(positions, r=r) for r in radii_pix]
+    bad = ~np.isfinite(data) | ~np.isfinite(err)
+    if mask is not None:
+        bad = bad | mask
+    table = aperture_photometry(np.where(bad, 0.0, data), apertures, error=np.where(bad, 0.0, err))
+    for i in range(len(radii_pix)):
+        flux[:, i] = np.asarray(table[f"aperture_sum_{i}"])
+        flux_err[:, i] = np.asarray(table[f"aperture_sum_err_{i}"])
+    rmax = max(radii_pix)
+    ny, nx = data.shape
+    edge = (x - rmax < -0.5) | (y - rmax < -0.5) | (x + rmax > nx - 0.5) | (y + rmax > ny - 0.5)
+    if bad.any():
+        touched = aperture_photometry(bad.astype(np.float32), apertures[int(np.argmax(radii_pix))])
+        edge |= np.asarray(touched["aperture_sum"]) > 0
+    return flux, flux_err, edge
+
+
+def annulus_background(data, x, y, r_in_pix, r_out_pix, mask=None):
+    """Sigma-clipped median per pixel in a circular annulus, and its error.
+
+    Returns
+    -------
+    level, level_err : ndarray (n,)
+        Flux per pixel; the error is ``1.253 · std / sqrt(n_pixels)``.
+    """
+    _photutils()
+    from astropy.stats import SigmaClip
+    from photutils.aperture import ApertureStats, CircularAnnulus
+
+    x = np.asarray(x, np.float64)
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0)
+    annulus = CircularAnnulus(np.column_stack([x, y]), r_in=r_in_pix, r_out=r_out_pix)
+    bad = ~np.isfinite(data) if mask is None else (~np.isfinite(data) | mask)
+    stats = ApertureStats(data, annulus, mask=bad, sigma_clip=SigmaClip(sigma=3.0, maxiters=5))
+    level = np.asarray(stats.median, np.float64)
+    n_pix = np.asarray(stats.sum_aper_area.value, np.float64)
+    level_err = 1.2533 * np.asarray(stats.std, np.float64) / np.sqrt(np.maximum(n_pix, 1.0))
+    return level, level_err
+
+
+# ---------------------------------------------------------------------------
+# PSF photometry
+# ---------------------------------------------------------------------------
+
+
+def gaussian_psf(fwhm_pix: float):
+    """Pixel-integrated circular Gaussian PSF model (photutils ``CircularGaussianPRF``), unit flux."""
+    _photutils()
+    from photutils.psf import CircularGaussianPRF
+
+    return CircularGaussianPRF(fwhm=float(fwhm_pix))
+
+
+def psf_encircled_fraction(psf_model, radii_pix, size: int = 101) -> np.ndarray:
+    """Fraction of a unit-flux PSF inside circular apertures centred on it (numerically)."""
+    _photutils()
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    model = psf_model.copy()
+    half = size // 2
+    model.x_0 = half
+    model.y_0 = half
+    model.flux = 1.0
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = model(xx, yy)
+    total = image.sum()
+    table = aperture_photometry(image, [CircularAperture((half, half), r=r) for r in radii_pix])
+    return np.array([float(table[f"aperture_sum_{i}"][0]) for i in range(len(radii_pix))]) / total
+
+
+def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 5), mask=None):
+    """Fit PSF position and flux of every source (photutils ``PSFPhotometry``).
+
+    Parameters
+    ----------
+    data, err : ndarray (ny, nx)
+        Background-subtracted image and its 1-sigma error.
+    x, y, flux_guess : ndarray (n,)
+        Starting positions (pixels) and fluxes.
+    psf_model : astropy Fittable2DModel
+        Unit-flux PSF (``gaussian_psf`` or a photutils ``ImagePSF``).
+    fit_shape : tuple of int
+        Fit box (pixels, odd).
+
+    Returns
+    -------
+    dict of ndarray (n,)
+        ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags`` (photutils flag bits).
+    """
+    _photutils()
+    from astropy.table import QTable
+    from photutils.psf import PSFPhotometry
+    import warnings
+
+    n = len(x)
+    out = {k: np.full(n, np.nan) for k in ("x", "y", "x_err", "y_err", "flux", "flux_err", "reduced_chi2")}
+    out["flags"] = np.zeros(n, np.int32)
+    if n == 0:
+        return out
+    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
+    if mask is not None:
+        bad = bad | mask
+    guess = np.where(np.isfinite(flux_guess) & (flux_guess > 0), flux_guess, 1.0)
+    init = QTable({"id": np.arange(1, n + 1), "x": np.asarray(x, float), "y": np.asarray(y, float), "flux": guess})
+    phot = PSFPhotometry(psf_model, fit_shape=fit_shape, aperture_radius=fit_shape[0] / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = phot(np.where(bad, 0.0, data), error=np.where(bad, 1.0, err), mask=bad, init_params=init)
+    order = np.argsort(np.asarray(result["id"]))
+    for src, dst in (("x_fit", "x"), ("y_fit", "y"), ("x_err", "x_err"), ("y_err", "y_err"),
+                     ("flux_fit", "flux"), ("flux_err", "flux_err"), ("reduced_chi2", "reduced_chi2")):
+        out[dst] = np.asarray(result[src], np.float64)[order]
+    out["flags"] = np.asarray(result["flags"], np.int32)[order]
+    return out
+
+
+def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None):
+    """Least-squares PSF flux with the position held fixed (linear, one parameter per source).
+
+    ``F = Σ P d / σ² / Σ P² / σ²`` over the fit box, ``σ_F = (Σ P² / σ²)^-1/2``.
+
+    Parameters
+    ----------
+    data, err : ndarray (ny, nx)
+        Background-subtracted image and its 1-sigma error.
+    x, y : ndarray (n,)
+        Fixed source positions (pixels, 0-indexed).
+    psf_model : astropy Fittable2DModel
+        Unit-flux PSF with ``x_0``, ``y_0``, ``flux`` parameters.
+
+    Returns
+    -------
+    flux, flux_err, reduced_chi2 : ndarray (n,)
+        NaN where the box has no usable pixel.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    n = len(x)
+    flux = np.full(n, np.nan)
+    flux_err = np.full(n, np.nan)
+    chi2 = np.full(n, np.nan)
+    ny, nx = data.shape
+    hy, hx = fit_shape[0] // 2, fit_shape[1] // 2
+    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
+    if mask is not None:
+        bad = bad | mask
+    model = psf_model.copy()
+    model.flux = 1.0
+    dy, dx = np.mgrid[-hy : hy + 1, -hx : hx + 1]
+    for i in range(n):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            continue
+        xc, yc = int(np.round(x[i])), int(np.round(y[i]))
+        xx, yy = xc + dx, yc + dy
+        inside = (xx >= 0) & (xx < nx) & (yy >= 0) & (yy < ny)
+        if not inside.any():
+            continue
+        xx, yy = xx[inside], yy[inside]
+        good = ~bad[yy, xx]
+        if good.sum() < 2:
+            continue
+        xx, yy = xx[good], yy[good]
+        model.x_0 = x[i]
+        model.y_0 = y[i]
+        p = model(xx.astype(float), yy.astype(float))
+        d = data[yy, xx]
+        w = 1.0 / err[yy, xx].astype(np.float64) ** 2
+        ptwp = np.sum(p * p * w)
+        if ptwp <= 0:
+            continue
+        flux[i] = np.sum(p * d * w) / ptwp
+        flux_err[i] = 1.0 / np.sqrt(ptwp)
+        chi2[i] = np.sum((d - flux[i] * p) ** 2 * w) / max(len(d) - 1, 1)
+    return flux, flux_err, chi2

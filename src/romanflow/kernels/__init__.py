@@ -1,0 +1,1 @@
+"""Numerical kernels shared by steps: pure functions on arrays."""

@@ -1,0 +1,299 @@
+"""Reference-pixel correction of correlated read noise, calibrated on the exposure itself.
+
+The readout adds to every channel a slow drift of its own and a noise common to
+all channels and to the reference output amp33: 1/f noise and alternating
+column noise (ACN), see :mod:`romanflow.kernels.correlated_noise`. All outputs
+are clocked together, so in read-time order (odd channels reversed, 14 pad
+cycles after every 128 pixels) the common noise is one time series per read
+that amp33 samples at every pixel time.
+
+Algorithm, per exposure:
+
+1. **Offsets.** Subtract from every reference pixel and amp33 pixel its mean
+   over the resultants (the intercept of a line fitted against the centred
+   resultant index). A per-pixel constant changes no slope, and without it the
+   fixed bias pattern would swamp the noise.
+2. **Drifts.** For each channel (amp33 included) and resultant, fit a line in
+   read time to the 4 top and 4 bottom reference rows and subtract it from the
+   whole channel.
+3. **Common noise.** Put amp33 in time order; where the left and right
+   reference columns are read at the same instants (the first 4 samples of
+   each row), average them in with inverse-variance weights measured on the
+   exposure; fill the pad samples (first by
+   linear interpolation across the pad, then with the estimate itself), and
+   Wiener-filter it: ``Ĉ = irfft(H·rfft(amp33))`` with
+   ``H(f) = max(P(f) − W, 0)/P(f)``, where ``P`` is the power spectrum of
+   amp33 (each resultant normalised by its own white level, averaged over
+   resultants, averaged in logarithmic frequency bands, mirrored about the
+   Nyquist frequency where ACN lives) and ``W`` its white floor, measured as
+   the median power of the middle half of the band. Everything is derived
+   from the data: no coefficient file.
+4. Subtract ``drift_c(t) + Ĉ(t)`` from every pixel of channel ``c`` at its read
+   time ``t``, reference pixels included.
+
+Science pixels are never used to estimate the correction, so the correction is
+independent of the scene. What it cannot remove: each science channel's own
+1/f noise above the drift scale, and common noise at frequencies where it is
+weaker than amp33's white noise.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+import scipy.fft
+
+from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, N_BORDER
+from romanflow.errors import RomanflowError
+from romanflow.kernels.correlated_noise import ROW_PERIOD
+
+#: Logarithmic frequency bands per half of the spectrum used to average the power.
+N_BANDS_PER_HALF = 120
+
+
+def correct_reference_pixels(resultants: np.ndarray, amp33: np.ndarray, *,
+                             reference_mask: np.ndarray | None = None,
+                             n_iterations: int = 2,
+                             workers: int | None = None,
+                             overwrite: bool = False) -> np.ndarray:
+    """Remove correlated read noise from resultants using reference pixels and amp33.
+
+    Parameters
+    ----------
+    resultants : ndarray, (n_resultants, ny, nx)
+        Resultants in DN, full frame with the 4-pixel reference border; ``nx`` a
+        multiple of 128, at least 2 resultants.
+    amp33 : ndarray, (n_resultants, ny, 128)
+        amp33 resultants (DN), read simultaneously with the main array.
+    reference_mask : ndarray of bool, (ny, nx), optional
+        False for reference pixels not to be used (e.g. BAD_REF_PIXEL). Reference
+        pixels that are not finite in some resultant are never used; non-finite
+        amp33 values count as 0.
+    n_iterations : int
+        Passes of the pad filling and spectral estimate (≥ 1).
+    workers : int, optional
+        Threads for the FFTs (default: all available cores).
+    overwrite : bool
+        Correct ``resultants`` in place when it is already float32.
+
+    Returns
+    -------
+    ndarray of float32, (n_resultants, ny, nx)
+        Corrected resultants (DN).
+    """
+    data = np.asarray(resultants)
+    if data.ndim != 3:
+        raise RomanflowError(f"resultants must be a (n_resultants, ny, nx) cube, got shape {data.shape}")
+    n_res, ny, nx = data.shape
+    if nx % CHANNEL_WIDTH or ny < 2 * N_BORDER + 1:
+        raise RomanflowError(f"frame shape {(ny, nx)} not supported: width must be a multiple of {CHANNEL_WIDTH}")
+    if n_res < 2:
+        raise RomanflowError("reference-pixel correction needs at least 2 resultants")
+    if np.shape(amp33) != (n_res, ny, AMP33_WIDTH):
+        raise RomanflowError(f"amp33 has shape {np.shape(amp33)}, expected {(n_res, ny, AMP33_WIDTH)}")
+    if n_iterations < 1:
+        raise RomanflowError("n_iterations must be at least 1")
+    workers = workers or os.cpu_count() or 1
+    n_channels = nx // CHANNEL_WIDTH
+    n_samples = ny * ROW_PERIOD
+    t_center = 0.5 * (n_samples - 1)
+
+    if overwrite and data.dtype == np.float32 and data.flags.writeable:
+        out = data
+    else:
+        out = data.astype(np.float32, copy=True)
+
+    # 1-2. Offsets and per-channel linear drifts from the top/bottom reference rows.
+    ref_rows = np.r_[0:N_BORDER, ny - N_BORDER:ny]
+    amp = np.nan_to_num(np.asarray(amp33, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    amp = amp - amp.mean(axis=0, dtype=np.float64).astype(np.float32)
+    rows = out[:, ref_rows, :].astype(np.float64)
+    finite = np.isfinite(rows).all(axis=0)                       # non-finite reference pixels are not used
+    rows = np.where(finite, rows, 0.0)
+    rows -= rows.mean(axis=0)
+    rows = _time_ordered(rows)                                   # (n_res, 8, n_ch, 128)
+    finite = _time_ordered(finite[None].astype(np.float64))[0]
+    rows = np.concatenate([rows, amp[:, ref_rows, None, :].astype(np.float64)], axis=2)
+    if reference_mask is None:
+        weight = np.ones(rows.shape[1:], dtype=np.float64)
+    else:
+        mask = np.asarray(reference_mask, dtype=bool)
+        if mask.shape != (ny, nx):
+            raise RomanflowError(f"reference mask has shape {mask.shape}, expected {(ny, nx)}")
+        weight = np.ones(rows.shape[1:], dtype=np.float64)
+        weight[:, :n_channels, :] = _time_ordered(mask[ref_rows, :][None].astype(np.float64))[0]
+    weight[:, :n_channels, :] *= finite
+    times = (ref_rows[:, None] * ROW_PERIOD + np.arange(CHANNEL_WIDTH)[None, :] - t_center)[:, None, :]
+    offset, slope = _weighted_lines(rows, weight, times)          # (n_res, n_ch + 1) each
+
+    # 3. Common noise from amp33, in read-time order.
+    k = np.arange(CHANNEL_WIDTH)
+    series = np.empty((n_res, ny, ROW_PERIOD), dtype=np.float32)
+    amp_time = (np.arange(ny)[:, None] * ROW_PERIOD + k[None, :] - t_center).astype(np.float32)
+    series[:, :, :CHANNEL_WIDTH] = amp - (offset[:, -1, None, None].astype(np.float32)
+                                          + slope[:, -1, None, None].astype(np.float32) * amp_time)
+    _merge_reference_columns(series, out, weight_mask=None if reference_mask is None else mask,
+                             offset=offset, slope=slope, t_center=t_center)
+    _fill_pads_linearly(series)
+    common = _wiener_common(series, n_iterations, workers)
+
+    # 4. Subtract drift + common noise from every pixel at its read time.
+    _subtract_channel_series(out, common, offset[:, :n_channels].copy(), slope[:, :n_channels].copy(),
+                             ROW_PERIOD, t_center)
+    return out
+
+
+def _merge_reference_columns(series, out, *, weight_mask, offset, slope, t_center) -> None:
+    """Average the reference columns into amp33's time series, in place.
+
+    The 4 left reference columns (first channel) and the 4 right ones (last
+    channel) are read at the same instants as 4 amp33 columns (the first or
+    last 4 of each row in read order). After removing each pixel's mean over
+    the resultants and its channel's drift line, each such sample estimates
+    the same common noise as amp33 with its own white noise; the samples are
+    combined with inverse-variance weights measured on the exposure:
+    ``var(L − R) = 2·w_ref`` and ``var((L + R)/2 − A) = w_ref/2 + w_amp``.
+    """
+    n_res, ny, nx = out.shape
+    n_channels = nx // CHANNEL_WIDTH
+    last = n_channels - 1
+    k_left = np.arange(N_BORDER)                                  # channel 0 reads left to right
+    cols_left = k_left
+    if last % 2:                                                  # odd channel: read right to left
+        k_right = np.arange(N_BORDER)
+        cols_right = nx - 1 - k_right
+    else:
+        k_right = np.arange(CHANNEL_WIDTH - N_BORDER, CHANNEL_WIDTH)
+        cols_right = last * CHANNEL_WIDTH + k_right
+    if n_channels == 1 or not np.array_equal(k_left, k_right):
+        return                                                    # not read at the same instants
+    times = (np.arange(ny)[:, None] * ROW_PERIOD + k_left[None, :] - t_center)[None]   # (1, ny, 4)
+    sides = []
+    for cols, c in ((cols_left, 0), (cols_right, last)):
+        values = out[:, :, cols].astype(np.float64)               # (n_res, ny, 4)
+        usable = np.isfinite(values).all(axis=0)
+        if weight_mask is not None:
+            usable &= weight_mask[:, cols]
+        values = np.where(usable, values, 0.0)
+        values -= values.mean(axis=0)
+        values -= offset[:, c, None, None] + slope[:, c, None, None] * times
+        sides.append((values, usable))
+    (left, use_l), (right, use_r) = sides
+    both = use_l & use_r
+    if both.sum() < 16:
+        return
+    amp = series[:, :, :N_BORDER].astype(np.float64)
+    w_ref = np.mean((left - right)[:, both] ** 2) / 2.0
+    w_amp = np.mean((0.5 * (left + right) - amp)[:, both] ** 2) - w_ref / 2.0
+    if not (w_ref > 0 and w_amp > 0):
+        return
+    inv_amp, inv_ref = 1.0 / w_amp, 1.0 / w_ref
+    total = inv_amp + inv_ref * (use_l.astype(np.float64) + use_r)
+    merged = (amp * inv_amp + inv_ref * (left * use_l + right * use_r)) / total
+    series[:, :, :N_BORDER] = merged.astype(np.float32)
+
+
+def _time_ordered(frame_rows: np.ndarray) -> np.ndarray:
+    """(..., nrows, nx) → (..., nrows, n_channels, 128) with odd channels reversed (a copy)."""
+    *lead, nrows, nx = frame_rows.shape
+    split = frame_rows.reshape(*lead, nrows, nx // CHANNEL_WIDTH, CHANNEL_WIDTH).copy()
+    split[..., 1::2, :] = split[..., 1::2, ::-1]
+    return split
+
+
+def _weighted_lines(values: np.ndarray, weight: np.ndarray, times: np.ndarray):
+    """Weighted least-squares line ``a + b·t`` per (resultant, channel).
+
+    values (n_res, nrows, n_ch, 128), weight (nrows, n_ch, 128), times (nrows, 1, 128).
+    Returns offset ``a`` (DN) and slope ``b`` (DN per sample), each (n_res, n_ch).
+    A channel without usable reference pixels gets a = b = 0.
+    """
+    t = np.broadcast_to(times, weight.shape)
+    sw = np.einsum("ick->c", weight)
+    st = np.einsum("ick,ick->c", weight, t)
+    stt = np.einsum("ick,ick,ick->c", weight, t, t)
+    wy = values * weight
+    sy = wy.sum(axis=(1, 3))
+    sty = np.einsum("rick,ick->rc", wy, t)
+    det = sw * stt - st**2
+    ok = (sw >= 2) & (det > 0)
+    safe = np.where(ok, det, 1.0)
+    slope = np.where(ok, (sw * sty - st * sy) / safe, 0.0)
+    offset = np.where(ok, (stt * sy - st * sty) / safe, 0.0)
+    return offset, slope
+
+
+def _fill_pads_linearly(series: np.ndarray) -> None:
+    """Fill the pad samples of (n_res, ny, ROW_PERIOD) in place.
+
+    Each pad is a straight line from the row's last pixel to the next row's first.
+    """
+    n_pad = ROW_PERIOD - CHANNEL_WIDTH
+    last = series[:, :, CHANNEL_WIDTH - 1]
+    nxt = np.empty_like(last)
+    nxt[:, :-1] = series[:, 1:, 0]
+    nxt[:, -1] = last[:, -1]
+    frac = (np.arange(1, n_pad + 1, dtype=np.float32) / (n_pad + 1))[None, None, :]
+    series[:, :, CHANNEL_WIDTH:] = last[..., None] + (nxt - last)[..., None] * frac
+
+
+def _band_starts(n_freq: int) -> np.ndarray:
+    """Start bins of logarithmic bands, symmetric about the middle of the spectrum."""
+    half = n_freq // 2
+    edges = np.unique(np.round(np.geomspace(1, half, N_BANDS_PER_HALF)).astype(np.int64))
+    lower = np.concatenate([[0], edges[edges < half]])      # bands [lower_i, lower_i+1), last ends at half
+    ends = np.concatenate([lower[1:], [half]])
+    upper = n_freq - ends                                    # bin i <-> n_freq - 1 - i
+    return np.unique(np.concatenate([lower, [half], upper]))
+
+
+def _wiener_common(series: np.ndarray, n_iterations: int, workers: int) -> np.ndarray:
+    """Wiener estimate of the correlated part of amp33 (n_res, ny, ROW_PERIOD), float32, same shape."""
+    n_res, ny, period = series.shape
+    n_samples = ny * period
+    flat = series.reshape(n_res, n_samples)
+    n_freq = n_samples // 2 + 1
+    starts = _band_starts(n_freq)
+    widths = np.diff(np.r_[starts, n_freq])
+    mid = slice(n_freq // 4, 3 * n_freq // 4)
+    estimate = None
+    for iteration in range(n_iterations):
+        spectrum = scipy.fft.rfft(flat, axis=-1, workers=workers)
+        power = spectrum.real**2 + spectrum.imag**2
+        white = np.median(power[:, mid], axis=1) / np.log(2.0)   # exponential power: median = ln2 · mean
+        white = np.where(white > 0, white, 1.0)
+        ratio = (power / white[:, None]).mean(axis=0, dtype=np.float64)
+        ratio = np.repeat(np.add.reduceat(ratio, starts) / widths, widths)
+        gain = np.clip(1.0 - 1.0 / np.maximum(ratio, 1e-12), 0.0, 1.0).astype(np.float32)
+        spectrum *= gain
+        estimate = scipy.fft.irfft(spectrum, n=n_samples, axis=-1, workers=workers).astype(np.float32)
+        if iteration + 1 < n_iterations:
+            pads = estimate.reshape(n_res, ny, period)[:, :, CHANNEL_WIDTH:]
+            series[:, :, CHANNEL_WIDTH:] = pads
+    return estimate.reshape(n_res, ny, period)
+
+
+@numba.njit(cache=True, parallel=True)
+def _subtract_channel_series(out, common, offset, slope, row_period, t_center):
+    """out[r, y, col(c, k)] -= common[r, y, k] + offset[r, c] + slope[r, c]·(y·row_period + k − t_center).
+
+    col(c, k) = 128c + k for even channels and 128c + 127 − k for odd ones.
+    """
+    n_res, ny, nx = out.shape
+    n_channels = nx // 128
+    for index in numba.prange(n_res * ny):
+        r = index // ny
+        y = index - r * ny
+        t0 = y * row_period - t_center
+        for c in range(n_channels):
+            a = offset[r, c]
+            b = slope[r, c]
+            base = c * 128
+            if c % 2 == 0:
+                for k in range(128):
+                    out[r, y, base + k] -= common[r, y, k] + a + b * (t0 + k)
+            else:
+                for k in range(128):
+                    out[r, y, base + 127 - k] -= common[r, y, k] + a + b * (t0 + k)

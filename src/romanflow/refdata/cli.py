@@ -1,0 +1,94 @@
+"""``romanflow refs``: build the embedded reference store, show best references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from romanflow.errors import InputFileError, RomanflowError
+
+#: Metadata a product needs for reference selection.
+SELECTION_META = ("instrument.detector", "instrument.optical_element", "exposure.type", "exposure.start_time")
+_PRODUCTS = {"ScienceRawModel": True, "RampModel": True, "ImageModel": False}  # name -> border included
+
+
+def register(subparsers) -> None:
+    from romanflow.refdata.context import PARKEYS
+
+    refs = subparsers.add_parser("refs", help="reference files: build the embedded store, show best references")
+    sub = refs.add_subparsers(dest="refs_command", metavar="ACTION", required=True)
+
+    init = sub.add_parser("init", help="synthesize the embedded reference store (all of it, or a subset)")
+    init.add_argument("--size", type=int, default=None, help="science pixels per side (default 4088)")
+    init.add_argument("--detectors", nargs="+", metavar="WFInn", help="detectors (default all 18)")
+    init.add_argument("--filters", nargs="+", metavar="Fnnn", help="imaging filters (default all)")
+    init.add_argument("--store", metavar="DIR", help="folder holding the stores (default $ROMANFLOW_REFDATA "
+                      "or ~/.cache/romanflow/refdata)")
+    init.set_defaults(func=run_init)
+
+    best = sub.add_parser("best", help="print the best reference of every type for an L1/L2 file")
+    best.add_argument("file", metavar="FILE.asdf", help="L1 (uncal), ramp or L2 (cal) product")
+    best.add_argument("--context", metavar="CONTEXT.yaml", help="use this context file instead of the store")
+    best.add_argument("--store", metavar="DIR", help="folder holding the stores")
+    for reftype in PARKEYS:
+        best.add_argument(f"--override-{reftype}", metavar="PATH", dest=f"override_{reftype}",
+                          help=f"use this {reftype} file (or N/A)")
+    best.set_defaults(func=run_best)
+
+
+def _upper_list(values, known, what):
+    if not values:
+        return None
+    out = [v.upper() for v in values]
+    bad = [v for v in out if v not in known]
+    if bad:
+        raise RomanflowError(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+    return out
+
+
+def run_init(args) -> int:
+    from romanflow.detector import DETECTORS, IMAGING_FILTERS, N_PIX_SCIENCE
+    from romanflow.refdata.store import ReferenceStore
+
+    detectors = _upper_list(args.detectors, DETECTORS, "detector(s)")
+    filters = _upper_list(args.filters, IMAGING_FILTERS, "filter(s)")
+    store = ReferenceStore(args.store, science_size=args.size or N_PIX_SCIENCE)
+    figures = store.build(detectors=detectors, filters=filters, progress=True)
+    print(
+        f"{store.directory}: {figures['files']} files ({figures['built']} new), "
+        f"{figures['bytes'] / 1e6:.1f} MB, {figures['seconds']:.1f} s"
+    )
+    return 0
+
+
+def product_selection_meta(path) -> tuple[dict, int]:
+    """Metadata and science size of a product, with clear errors for unusable files."""
+    from romanflow.exposure import get_meta
+    from romanflow.formats.asdf_io import open_model, to_plain
+
+    path = Path(path)
+    model = open_model(path, tuple(_PRODUCTS))
+    with model:
+        border = _PRODUCTS[type(model).__name__]
+        try:
+            meta = to_plain({k: model.meta[k] for k in model.meta.keys() if k != "wcs"})
+            width = int(model.data.shape[-1])
+        except Exception as exc:
+            raise InputFileError(path, f"cannot be read (truncated file?): {str(exc).splitlines()[0]}") from None
+    missing = [k for k in SELECTION_META if get_meta(meta, k) in (None, "", "?")]
+    if missing:
+        raise InputFileError(path, f"missing metadata: {', '.join('meta.' + k for k in missing)}")
+    return meta, width - 8 if border else width
+
+
+def run_best(args) -> int:
+    from romanflow.refdata.context import PARKEYS, Context, best_references
+    from romanflow.refdata.store import default_store
+
+    meta, science_size = product_selection_meta(args.file)
+    overrides = {r: getattr(args, f"override_{r}") for r in PARKEYS if getattr(args, f"override_{r}")}
+    context = Context.load(args.context) if args.context else default_store(science_size, root=args.store)
+    choices = best_references(meta, context, overrides)
+    width = max(len(r) for r in choices)
+    lines = [f"{reftype:<{width}}  {path if path is not None else 'N/A'}" for reftype, path in choices.items()]
+    print("\n".join(lines))
+    return 0

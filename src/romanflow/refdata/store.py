@@ -1,0 +1,214 @@
+"""The embedded default reference store.
+
+A store is a folder holding one context file (:data:`CONTEXT_NAME`
+``.context.yaml``) and the reference files it names, synthesized from
+:class:`~romanflow.detector_model.DetectorModel`. The context lists every file
+the store can provide (18 detectors × all types × imaging filters); each file
+is written on first use and kept. Stores of different science sizes (or
+parameter seeds) live in separate folders:
+
+``$ROMANFLOW_REFDATA/<size>/`` (default ``~/.cache/romanflow/refdata/<size>/``).
+
+Several processes may share a store: a file is produced under an exclusive
+lock and appears under its final name only once complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from romanflow.detector import DETECTORS, IMAGING_FILTERS, N_PIX_SCIENCE, total_size
+from romanflow.detector_model import DEFAULT_MODEL_SEED
+from romanflow.errors import RomanflowError
+from romanflow.formats.reference_io import EXPOSURE_TYPES
+from romanflow.refdata.context import NOT_APPLICABLE, PARKEYS, Context, Rule
+from romanflow.refdata.synthesize import SYNTH_TYPES, SYNTH_USEAFTER, synthesize_reference
+
+#: Name (and version) of the context the embedded store writes.
+CONTEXT_NAME = "romanflow_0001"
+#: Environment variable naming the folder that holds the stores.
+STORE_ENV = "ROMANFLOW_REFDATA"
+#: Version tag in synthesized file names; a new synthesizer writes new names.
+FILE_VERSION = "0001"
+
+
+def default_store_root() -> Path:
+    """Folder holding the per-size stores: ``$ROMANFLOW_REFDATA`` or ``~/.cache/romanflow/refdata``."""
+    env = os.environ.get(STORE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "romanflow" / "refdata"
+
+
+def reference_filename(reftype: str, detector: str | None = None, optical_element: str | None = None) -> str:
+    """File name of a synthesized reference, e.g. ``roman_wfi_flat_wfi07_f158_0001.asdf``."""
+    parts = ["roman_wfi", reftype.lower()]
+    if detector:
+        parts.append(detector.lower())
+    if optical_element:
+        parts.append(optical_element.lower())
+    return "_".join(parts) + f"_{FILE_VERSION}.asdf"
+
+
+class ReferenceStore:
+    """A folder of synthesized reference files with the context that selects them.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Folder holding the stores (default :func:`default_store_root`); this
+        store lives in ``root/<science_size>`` (``_seed<seed>`` appended for a
+        non-default parameter seed).
+    science_size : int
+        Science pixels per side (4088 full size).
+    seed : int
+        Parameter-set seed of the :class:`DetectorModel`.
+    """
+
+    def __init__(self, root=None, science_size: int = N_PIX_SCIENCE, seed: int = DEFAULT_MODEL_SEED):
+        total_size(science_size)  # validates
+        self.science_size = int(science_size)
+        self.seed = int(seed)
+        base = Path(root).expanduser() if root is not None else default_store_root()
+        name = str(self.science_size) + ("" if self.seed == DEFAULT_MODEL_SEED else f"_seed{self.seed}")
+        self.directory = base / name
+        self._recipes: dict[str, tuple] = {}
+        self.context = self._build_context()
+        self._write_context()
+
+    def __repr__(self):
+        return f"ReferenceStore({str(self.directory)!r}, science_size={self.science_size})"
+
+    # --- context -----------------------------------------------------------------
+    @property
+    def context_path(self) -> Path:
+        return self.directory / f"{CONTEXT_NAME}.context.yaml"
+
+    def _add(self, rules, reftype, match, detector=None, optical_element=None):
+        filename = reference_filename(reftype, detector, optical_element)
+        self._recipes[filename] = (reftype, detector, optical_element)
+        rules.append(Rule(match, {SYNTH_USEAFTER: filename}))
+
+    def _build_context(self) -> Context:
+        rules = {reftype: [] for reftype in PARKEYS}
+        for detector in DETECTORS:
+            for reftype in ("mask", "saturation", "linearity", "inverselinearity", "gain", "photom"):
+                self._add(rules[reftype], reftype, {"instrument.detector": detector}, detector)
+            for reftype in ("dark", "readnoise"):
+                match = {"instrument.detector": detector, "exposure.type": list(EXPOSURE_TYPES)}
+                self._add(rules[reftype], reftype, match, detector)
+            for reftype in ("flat", "distortion"):
+                for element in IMAGING_FILTERS:
+                    match = {"instrument.detector": detector, "instrument.optical_element": element}
+                    self._add(rules[reftype], reftype, match, detector, element)
+        for reftype in ("flat", "distortion"):
+            # Spectroscopic and dark exposures have no imaging flat or distortion.
+            match = {"instrument.detector": NOT_APPLICABLE, "instrument.optical_element": ["GRISM", "PRISM", "DARK"]}
+            rules[reftype].append(Rule(match, {SYNTH_USEAFTER: NOT_APPLICABLE}))
+        # The IRRC coefficients (32 × 286,721 complex128, ~440 MB) are not used by
+        # romanflow's reference-pixel correction and are not synthesized.
+        rules["refpix"].append(Rule({"instrument.detector": NOT_APPLICABLE}, {SYNTH_USEAFTER: NOT_APPLICABLE}))
+        self._add(rules["matable"], "matable", {})
+        assert set(SYNTH_TYPES) <= set(rules)
+        header = {
+            "description": "romanflow embedded reference store: files synthesized from DetectorModel on first use",
+            "science_size": self.science_size,
+            "model_seed": self.seed,
+        }
+        return Context(CONTEXT_NAME, rules, root=self.directory, provider=self, header=header)
+
+    def _write_context(self) -> None:
+        text = self.context.to_yaml()
+        path = self.context_path
+        try:
+            if path.is_file() and path.read_text() == text:
+                return
+            self.context.save(path)
+        except OSError as exc:
+            raise RomanflowError(f"cannot write the reference store at {self.directory}: {exc}") from None
+
+    # --- files ---------------------------------------------------------------------
+    def filenames(self, detectors=None, filters=None, reftypes=None) -> list[str]:
+        """Files the store provides, optionally restricted, in build order (detector by detector)."""
+        detectors = None if detectors is None else {d.upper() for d in detectors}
+        filters = None if filters is None else {f.upper() for f in filters}
+        reftypes = None if reftypes is None else {r.lower() for r in reftypes}
+        names = []
+        for name, (reftype, detector, element) in self._recipes.items():
+            if reftypes is not None and reftype not in reftypes:
+                continue
+            if detectors is not None and detector is not None and detector not in detectors:
+                continue
+            if filters is not None and element is not None and element not in filters:
+                continue
+            names.append(name)
+        order = {d: i for i, d in enumerate(DETECTORS)}
+        return sorted(names, key=lambda n: order.get(self._recipes[n][1], -1))
+
+    def materialize(self, filename: str) -> Path:
+        """Path of a store file, synthesizing it first if it is not there yet."""
+        path = self.directory / filename
+        if path.exists():
+            return path
+        recipe = self._recipes.get(filename)
+        if recipe is None:
+            raise RomanflowError(f"the reference store {self.directory} cannot provide {filename}")
+        reftype, detector, element = recipe
+        lock_dir = self.directory / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{filename}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not path.exists():  # another process may have made it while we waited
+                    synthesize_reference(path, reftype, detector, self.science_size, element, self.seed)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return path
+
+    def build(self, detectors=None, filters=None, reftypes=None, progress: bool = False) -> dict:
+        """Produce the store's files (all, or a subset); returns figures of the run.
+
+        Returns
+        -------
+        dict
+            ``files`` (count), ``built`` (newly written), ``bytes`` (size of those
+            files on disk) and ``seconds`` (wall time).
+        """
+        names = self.filenames(detectors, filters, reftypes)
+        start = time.perf_counter()
+        built = 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(names), unit="file", desc=f"refdata {self.science_size}")
+        for name in names:
+            if bar is not None:
+                bar.set_postfix_str(name, refresh=False)
+            if not (self.directory / name).exists():
+                self.materialize(name)
+                built += 1
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        size = sum((self.directory / n).stat().st_size for n in names)
+        return {"files": len(names), "built": built, "bytes": size, "seconds": time.perf_counter() - start}
+
+    def size_bytes(self) -> int:
+        """Bytes of reference files present in the store."""
+        return sum(p.stat().st_size for p in self.directory.glob("*.asdf"))
+
+
+_STORES: dict = {}
+
+
+def default_store(science_size: int | None = None, root=None, seed: int = DEFAULT_MODEL_SEED) -> ReferenceStore:
+    """The embedded store for a science size (full detector by default)."""
+    size = N_PIX_SCIENCE if science_size is None else int(science_size)
+    base = Path(root).expanduser() if root is not None else default_store_root()
+    key = (str(base.resolve()), size, seed)
+    if key not in _STORES:
+        _STORES[key] = ReferenceStore(base, size, seed)
+    return _STORES[key]

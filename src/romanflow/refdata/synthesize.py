@@ -1,0 +1,250 @@
+"""Reference files synthesized from the detector parameter set.
+
+Every array comes from :class:`romanflow.detector_model.DetectorModel`, the
+same parameters the simulator injects, so the embedded store calibrates
+simulated data consistently. Nothing here invents detector parameters; the
+only numbers added are those of the reference *format* (USEAFTER date,
+inverse-polynomial degree) and the photometric constants taken from
+``galsim.roman``.
+
+The synthesized references are exact descriptions of the model, so their
+uncertainty arrays (``dark_slope_error``, flat ``err``) are zero.
+
+Inverse linearity
+-----------------
+The INVERSELINEARITY reference maps a linear signal L (DN) to the measured
+value m = Σ d_k L^k. It is a per-pixel least-squares fit of degree
+:data:`INVERSE_DEGREE` to the exact inverse of the LINEARITY polynomial on
+:data:`INVERSE_SAMPLES` evenly spaced levels from 0 to 1.05 × the largest
+full well of the detector. Its largest error over that range is below 0.1 DN
+(checked in the tests), far below the read noise.
+
+Photometric conversion
+----------------------
+For a source of constant f_ν, galsim.roman's AB-zeropointed bandpasses give a
+photon rate per unit collecting area ``10**(-0.4 (m_AB - zp))`` (photons/s/cm²).
+Multiplying by the collecting area A (cm²) gives e-/s, dividing by the gain g
+(e-/DN, mean over the detector's channels) gives DN/s. So 1 DN/s corresponds
+to f_ν = 3631 Jy · g · 10**(-0.4 zp) / A, and spread over one nominal pixel
+of Ω = (0.11″)² sr, ``photmjsr = 3631e-6 · g · 10**(-0.4 zp) / (A · Ω)``
+in (MJy/sr)/(DN/s). Its uncertainty is set to :data:`PHOTOM_RELATIVE_UNCERTAINTY`
+of the value.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from romanflow import dq
+from romanflow.detector import (
+    FRAME_TIME,
+    GALSIM_BANDS,
+    IMAGING_FILTERS,
+    MA_TABLES,
+    N_BORDER,
+    PIXEL_SCALE,
+)
+from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel, measured_from_linear
+from romanflow.errors import RomanflowError
+from romanflow.formats.reference_io import reference_meta, write_reference
+
+#: USEAFTER date of the synthesized references.
+SYNTH_USEAFTER = "2020-01-01T00:00:00"
+#: Degree of the inverse-linearity polynomial.
+INVERSE_DEGREE = 5
+#: Number of signal levels the inverse-linearity fit uses.
+INVERSE_SAMPLES = 64
+#: Relative 1-sigma uncertainty recorded for the photometric conversion.
+PHOTOM_RELATIVE_UNCERTAINTY = 0.01
+#: Reference types the synthesizer produces; the tuple says which need a filter.
+SYNTH_TYPES = {
+    "mask": False, "saturation": False, "linearity": False, "inverselinearity": False, "dark": False,
+    "gain": False, "readnoise": False, "flat": True, "distortion": True, "photom": False, "matable": False,
+}
+
+_AB_JY = 3631.0
+_ARCSEC_RAD = np.pi / (180.0 * 3600.0)
+
+
+@lru_cache(maxsize=1)
+def detector_model(detector: str, science_size: int, seed: int = DEFAULT_MODEL_SEED) -> DetectorModel:
+    """The :class:`DetectorModel` of one detector (the last one is kept in memory)."""
+    return DetectorModel(detector, science_size, seed)
+
+
+def _meta(reftype, model, description, optical_element=None):
+    return reference_meta(
+        reftype, model.detector, optical_element=optical_element, useafter=SYNTH_USEAFTER,
+        description=f"{description} (romanflow synthesized, science size {model.science_size}, seed {model.seed})",
+        pedigree="SIMULATION",
+    )
+
+
+def inverse_linearity_coeffs(coeffs: np.ndarray, max_linear: float, degree: int = INVERSE_DEGREE,
+                             n_samples: int = INVERSE_SAMPLES, block_rows: int = 64) -> np.ndarray:
+    """Least-squares polynomial inverse of a linearity correction.
+
+    Parameters
+    ----------
+    coeffs : ndarray (n, ny, nx)
+        Correction polynomial, linear = Σ c_k m^k (DN).
+    max_linear : float
+        Upper end of the fitted range of linear signal (DN).
+    degree : int
+        Degree of the inverse polynomial.
+    n_samples : int
+        Evenly spaced linear levels in [0, max_linear] used for the fit.
+    block_rows : int
+        Rows processed at a time (bounds memory).
+
+    Returns
+    -------
+    ndarray (degree + 1, ny, nx) float32
+        measured = Σ d_k L^k (DN).
+    """
+    levels = np.linspace(0.0, max_linear, n_samples)
+    design = np.vander(levels / max_linear, degree + 1, increasing=True)
+    projector = np.linalg.pinv(design)  # (degree+1, n_samples), scaled variable
+    scale = max_linear ** np.arange(degree + 1, dtype=np.float64)
+    ny, nx = coeffs.shape[1:]
+    out = np.empty((degree + 1, ny, nx), dtype=np.float32)
+    for start in range(0, ny, block_rows):
+        block = coeffs[:, start:start + block_rows]
+        linear = np.broadcast_to(levels[:, None, None], (n_samples,) + block.shape[1:])
+        measured = measured_from_linear(linear, block)
+        fit = np.tensordot(projector, measured, axes=(1, 0))
+        out[:, start:start + block_rows] = fit / scale[:, None, None]
+    return out
+
+
+def photometric_conversion(optical_element: str, gain: float) -> dict:
+    """PHOTOM table entry of an imaging filter for a mean gain (e-/DN); see the module notes."""
+    import galsim.roman
+
+    band = galsim.roman.getBandpasses(AB_zeropoint=True)[GALSIM_BANDS[optical_element]]
+    area_cm2 = float(galsim.roman.collecting_area)
+    pixel_sr = (PIXEL_SCALE * _ARCSEC_RAD) ** 2
+    photmjsr = _AB_JY * 1e-6 * gain * 10.0 ** (-0.4 * band.zeropoint) / (area_cm2 * pixel_sr)
+    wavelength_nm = np.asarray(band.wave_list, dtype=np.float64)
+    throughput = np.array([band(w) for w in wavelength_nm])
+    return {
+        "photmjsr": float(photmjsr),
+        "uncertainty": float(PHOTOM_RELATIVE_UNCERTAINTY * photmjsr),
+        "pixelareasr": float(pixel_sr),
+        "collecting_area": area_cm2 * 1e-4,
+        "wavelength": (wavelength_nm * 1e-3).astype(np.float32),
+        "effective_area": (throughput * area_cm2 * 1e-4).astype(np.float32),
+    }
+
+
+def _science_table(number: int) -> dict:
+    table = MA_TABLES[number]
+    pattern = table.as_list()
+    last = np.array([reads[-1] for reads in pattern], dtype=np.float64)
+    mean = np.array([np.mean(reads) for reads in pattern]) * FRAME_TIME
+    return {
+        "accumulated_exposure_time": (last * FRAME_TIME).tolist(),
+        "effective_exposure_time": (mean - mean[0]).tolist(),
+        "frame_time": FRAME_TIME,
+        "integration_duration": ((last + 1) * FRAME_TIME).tolist(),
+        "ma_table_description": f"{table.name}: {table.n_resultants} resultants over {table.last_read} reads",
+        "ma_table_name": table.name,
+        "ma_table_number": number,
+        "fsw_slot_number": 0,
+        "min_science_resultants": 1,
+        "num_pre_science_reads": 0,
+        "num_pre_science_resultants": 0,
+        "num_science_resultants": table.n_resultants,
+        "observing_mode": "IMAGING",
+        "pre_science_read_is_reference": [],
+        "pre_science_read_is_resultant": [],
+        "pre_science_read_types": [],
+        "pre_science_time_after_reset": 0.0,
+        "reset_frame_time": FRAME_TIME,
+        "science_read_pattern": pattern,
+    }
+
+
+def _distortion(detector: str, science_size: int):
+    """Detector pixels (0-based, science area) -> (V2, V3) arcsec, from :mod:`romanflow.geometry`."""
+    try:
+        from romanflow.geometry import distortion_transform
+    except ImportError as exc:
+        raise RomanflowError(f"distortion references need romanflow.geometry.distortion_transform ({exc})") from None
+    return distortion_transform(detector, science_size=science_size)
+
+
+def synthesize_reference(path, reftype: str, detector: str, science_size: int,
+                         optical_element: str | None = None, seed: int = DEFAULT_MODEL_SEED) -> Path:
+    """Write the ``reftype`` reference of one detector (and filter) from its DetectorModel.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (written atomically).
+    reftype : str
+        One of :data:`SYNTH_TYPES`.
+    detector : str
+        ``'WFI01'`` … ``'WFI18'`` (ignored for ``matable``).
+    science_size : int
+        Science pixels per side (4088 full size).
+    optical_element : str, optional
+        Filter, for ``flat`` and ``distortion``.
+    seed : int
+        Parameter-set seed.
+    """
+    reftype = reftype.lower()
+    if reftype not in SYNTH_TYPES:
+        raise RomanflowError(f"the embedded store cannot synthesize {reftype} references")
+    if SYNTH_TYPES[reftype] and optical_element not in IMAGING_FILTERS:
+        raise RomanflowError(f"{reftype} references need an imaging filter, got {optical_element!r}")
+    if reftype == "matable":  # one file for all detectors
+        meta = reference_meta(reftype, "NOT_CONFIGURED", useafter=SYNTH_USEAFTER, pedigree="SIMULATION",
+                              description="imaging multi-accumulation tables (romanflow)")
+        return write_reference(path, reftype, meta, guide_window_tables={},
+                               science_tables={f"SCI{n:04d}": _science_table(n) for n in sorted(MA_TABLES)})
+    model = detector_model(detector, science_size, seed)
+    shape = model.shape
+    zeros_dq = np.zeros(shape, dtype=np.uint32)
+    if reftype == "mask":
+        return write_reference(path, reftype, _meta(reftype, model, "bad-pixel mask"), dq=model.mask)
+    if reftype == "saturation":
+        return write_reference(path, reftype, _meta(reftype, model, "saturation level (DN, measured)"),
+                               data=model.saturation, dq=zeros_dq)
+    if reftype == "linearity":
+        return write_reference(path, reftype, _meta(reftype, model, "linearity correction polynomial"),
+                               coeffs=model.linearity_coeffs, dq=zeros_dq)
+    if reftype == "inverselinearity":
+        coeffs = inverse_linearity_coeffs(model.linearity_coeffs, 1.05 * float(model.full_well.max()))
+        return write_reference(
+            path, reftype,
+            _meta(reftype, model, f"inverse linearity, degree-{INVERSE_DEGREE} least-squares fit"),
+            coeffs=coeffs, dq=zeros_dq)
+    if reftype == "dark":
+        return write_reference(path, reftype, _meta(reftype, model, "dark current rate (DN/s)", "DARK"),
+                               dark_slope=model.dark_rate, dark_slope_error=np.zeros(shape, np.float32),
+                               dq=zeros_dq)
+    if reftype == "gain":
+        return write_reference(path, reftype, _meta(reftype, model, "gain (e-/DN)"), data=model.gain)
+    if reftype == "readnoise":
+        return write_reference(path, reftype, _meta(reftype, model, "read noise (DN per read)"),
+                               data=model.read_noise)
+    if reftype == "flat":
+        flat = model.flat(optical_element)
+        flat_dq = zeros_dq.copy()
+        science = np.zeros(shape, dtype=bool)
+        science[N_BORDER:-N_BORDER, N_BORDER:-N_BORDER] = True
+        flat_dq[science & (flat == 0)] |= dq.NO_FLAT_FIELD
+        return write_reference(path, reftype, _meta(reftype, model, f"flat field {optical_element}", optical_element),
+                               data=flat, err=np.zeros(shape, np.float32), dq=flat_dq)
+    if reftype == "distortion":  # the same optics for every imaging filter
+        return write_reference(
+            path, reftype, _meta(reftype, model, "distortion: detector pixels -> (v2, v3) arcsec", optical_element),
+            coordinate_distortion_transform=_distortion(model.detector, model.science_size))
+    gain = float(np.mean(model.gain[model.science]))
+    table = {element: photometric_conversion(element, gain) for element in IMAGING_FILTERS}
+    return write_reference(path, reftype, _meta(reftype, model, "photometric conversion per filter"),
+                           phot_table=table)

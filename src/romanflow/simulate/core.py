@@ -1,0 +1,460 @@
+"""Simulate L1 exposures of WFI detectors from a scene, with their truth.
+
+For each detector, :func:`simulate_detector` renders the scene's sources at
+their true positions (the pointing with its injected error), adds the
+zodiacal and thermal sky, multiplies by the flat, adds the dark current, then
+samples the ramp read by read (:mod:`romanflow.simulate.ramp`): Poisson
+charge, cosmic rays, full well, non-linearity, read noise, averaging into
+resultants, correlated read noise, quantisation to uint16. Every per-pixel
+property comes from :class:`romanflow.detector_model.DetectorModel`.
+
+Outputs of :func:`simulate` in ``output_dir``, for each detector ``wfiNN``:
+
+``<root>_wfiNN_uncal.asdf``
+    L1 ``ScienceRawModel``; ``meta.wcsinfo`` and ``meta.pointing`` hold the
+    *commanded* pointing.
+``truth/<root>_wfiNN_sources.parquet``
+    Sources on or near the detector: ``source_id``, ``type``, true ``ra``/``dec``
+    at the exposure epoch (deg), ``x``/``y`` (0-based science pixels, the frame
+    of L2 images), ``flux_e`` (e-/s), ``flux_dn`` (DN/s with the gain of the
+    source's readout channel), ``mag`` (AB in the filter), ``on_detector``.
+``truth/<root>_wfiNN_rate.npy``
+    Noiseless scene rate (sources + sky) in DN/s on the science pixels
+    (``science_size²`` float32): what a perfectly calibrated L2 image shows
+    (flat field divided out, dark subtracted).
+``truth/<root>_wfiNN_cosmic_rays.parquet``
+    Injected hits: ``x``, ``y`` (0-based science pixels), ``read`` (1-based: the
+    first read containing the charge), ``amplitude_e`` (e-).
+``truth/<root>_wfiNN_wcs.asdf``
+    The true gwcs (``wcs``) and true pointing (``pointing``).
+
+and ``truth/<root>_gaia.parquet``, a Gaia DR3-like astrometric catalog of the
+scene's stars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from romanflow import geometry
+from romanflow.detector import (
+    FRAME_TIME,
+    GALSIM_BANDS,
+    N_BORDER,
+    N_PIX_SCIENCE,
+    PIXEL_SCALE,
+    ReadPattern,
+    check_filter,
+    detector_name,
+    detector_number,
+    ma_table,
+    total_size,
+)
+from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel
+from romanflow.errors import RomanflowError
+from romanflow.exposure import RampExposure
+from romanflow.simulate.ramp import COSMIC_RAY_RATE, draw_cosmic_rays, sample_resultants
+from romanflow.simulate.render import WING_SIZE, render_sources
+from romanflow.simulate.scene import Scene, gaia_catalog, random_scene
+
+DEFAULT_START_TIME = "2027-06-01T00:00:00"
+
+
+# ------------------------------------------------------------------ photometry
+def zero_point(optical_element: str) -> float:
+    """AB magnitude giving 1 e-/s over the telescope's collecting area in a filter."""
+    import galsim.roman as roman
+
+    band = GALSIM_BANDS[check_filter(optical_element)]
+    bandpass = _bandpasses()[band]
+    return float(bandpass.zeropoint + 2.5 * math.log10(roman.collecting_area))
+
+
+def ab_to_electrons(mag, optical_element: str) -> np.ndarray:
+    """Count rate (e-/s) of sources of AB magnitude ``mag`` in a filter."""
+    return 10.0 ** (-0.4 * (np.asarray(mag, dtype=float) - zero_point(optical_element)))
+
+
+_BANDPASS_CACHE: dict = {}
+
+
+def _bandpasses():
+    if "bp" not in _BANDPASS_CACHE:
+        import galsim.roman as roman
+
+        _BANDPASS_CACHE["bp"] = roman.getBandpasses(AB_zeropoint=True)
+    return _BANDPASS_CACHE["bp"]
+
+
+def sky_rate(optical_element: str, ra: float, dec: float, date, pixel_area_arcsec2: float) -> float:
+    """Zodiacal light plus thermal background (e-/s per pixel) for a position and date."""
+    import galsim
+    import galsim.roman as roman
+
+    band = GALSIM_BANDS[check_filter(optical_element)]
+    world = galsim.CelestialCoord(ra * galsim.degrees, dec * galsim.degrees)
+    try:
+        zodi = roman.getSkyLevel(_bandpasses()[band], world_pos=world, exptime=1.0, date=date)
+    except Exception as exc:  # galsim refuses positions too close to the sun
+        raise RomanflowError(f"no sky level at ra={ra:.4f} dec={dec:.4f} on {date:%Y-%m-%d}: {exc}") from None
+    return float(zodi * pixel_area_arcsec2 + roman.thermal_backgrounds.get(band, 0.0))
+
+
+# ------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class ObservationIds:
+    """Identifiers of the exposure, used in ``meta.observation`` and the file names."""
+
+    program: int = 1
+    execution_plan: int = 1
+    pass_: int = 1
+    segment: int = 1
+    observation: int = 1
+    visit: int = 1
+    exposure: int = 1
+
+    @property
+    def root(self) -> str:
+        """``r<PPPPP><CC><AAA><SSS><OOO><VVV>_<eeee>``."""
+        return (f"r{self.program:05d}{self.execution_plan:02d}{self.pass_:03d}{self.segment:03d}"
+                f"{self.observation:03d}{self.visit:03d}_{self.exposure:04d}")
+
+    def meta(self) -> dict:
+        visit_id = f"{self.program:05d}{self.execution_plan:02d}{self.pass_:03d}{self.segment:03d}" \
+                   f"{self.observation:03d}{self.visit:03d}"
+        return {
+            "observation_id": f"{visit_id}_{self.exposure:04d}",
+            "visit_id": visit_id,
+            "program": self.program,
+            "execution_plan": self.execution_plan,
+            "pass": self.pass_,
+            "segment": self.segment,
+            "observation": self.observation,
+            "visit": self.visit,
+            "visit_file_group": 1,
+            "visit_file_sequence": 1,
+            "visit_file_activity": "01",
+            "exposure": self.exposure,
+        }
+
+
+@dataclass
+class DetectorSimulation:
+    """Everything simulated for one detector (kept in memory for tests and notebooks)."""
+
+    exposure: RampExposure
+    sources: pd.DataFrame
+    rate_dn: np.ndarray
+    cosmic_rays: pd.DataFrame
+    true_pointing: geometry.Pointing
+    extra: dict = field(default_factory=dict)
+
+
+def _decimal_year(time) -> float:
+    return float(time.decimalyear)
+
+
+def _local_orientation(projection, science_size):
+    """North angle from +x (deg), parity and pixel scale (arcsec) at the detector centre."""
+    c = (science_size - 1) / 2.0
+    ra0, dec0 = projection.pixel_to_world(np.array([c]), np.array([c]))
+    step = 1.0 / 3600.0
+    ra = np.array([ra0[0], ra0[0] + step / math.cos(math.radians(dec0[0]))])
+    dec = np.array([dec0[0] + step, dec0[0]])
+    x, y = projection.world_to_pixel(ra, dec)
+    north = np.array([x[0] - c, y[0] - c])
+    east = np.array([x[1] - c, y[1] - c])
+    north_angle = math.degrees(math.atan2(north[1], north[0]))
+    cross = north[0] * east[1] - north[1] * east[0]
+    parity = 1 if cross > 0 else -1
+    scale = 1.0 / math.sqrt(abs(cross))  # arcsec per pixel
+    return north_angle, parity, scale, float(ra0[0]), float(dec0[0])
+
+
+def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_number: int = 4,
+                      pointing: geometry.Pointing, pointing_error=(0.0, 0.0, 0.0),
+                      science_size: int = N_PIX_SCIENCE, seed: int = 0, start_time=DEFAULT_START_TIME,
+                      ids: ObservationIds = ObservationIds(), cosmic_ray_rate: float = COSMIC_RAY_RATE,
+                      model_seed: int = DEFAULT_MODEL_SEED, sky: bool = True,
+                      timings: dict | None = None) -> DetectorSimulation:
+    """Simulate one detector's L1 exposure in memory.
+
+    Parameters
+    ----------
+    scene : Scene
+        Sources to render.
+    detector : str or int
+        ``'WFI01'`` … ``'WFI18'``.
+    optical_element : str
+        Imaging filter (``'F158'`` …).
+    ma_table_number : int
+        Multi-accumulation table.
+    pointing : Pointing
+        Commanded pointing (written to the metadata).
+    pointing_error : (float, float, float)
+        True minus commanded pointing: (dRA·cos δ, dDec) in arcsec and roll in deg.
+    science_size : int
+        4088, or a smaller central patch (e.g. 248) for tests.
+    seed : int
+        Seed of the noise, cosmic rays and every random draw of the exposure.
+    start_time : str or astropy Time
+        Exposure start (UTC).
+    ids : ObservationIds
+        Program / visit / exposure numbers.
+    cosmic_ray_rate : float
+        Hits per cm² per second.
+    model_seed : int
+        Seed of the detector parameter set (the default store's).
+    sky : bool
+        Include the zodiacal and thermal background.
+    """
+    import time as _time
+
+    from astropy.time import Time, TimeDelta
+
+    from romanflow.kernels.correlated_noise import correlated_noise_resultants
+
+    clock = _time.perf_counter
+    timings = {} if timings is None else timings
+    t0 = clock()
+    detector = detector_name(detector)
+    optical_element = check_filter(optical_element)
+    table = ma_table(ma_table_number)
+    pattern = ReadPattern(table.as_list(), FRAME_TIME)
+    n_total = total_size(science_size)
+    start = Time(start_time, scale="utc")
+    end = start + TimeDelta(pattern.exposure_time, format="sec")
+    true_pointing = pointing.with_offsets(*pointing_error)
+    projection = geometry.DetectorProjection(detector, true_pointing, science_size)
+    model = DetectorModel(detector, science_size, model_seed)
+    seeds = np.random.SeedSequence([int(seed), detector_number(detector), 0x51A])
+    ramp_seq, cr_seq, corr_seq = seeds.spawn(3)
+
+    # --- scene -> ideal rates (e-/s) on the science array
+    epoch = _decimal_year(start)
+    ra, dec = scene.positions_at(epoch)
+    x, y = projection.world_to_pixel(ra, dec)
+    margin = WING_SIZE // 2
+    near = (x > -margin) & (x < science_size - 1 + margin) & (y > -margin) & (y < science_size - 1 + margin)
+    idx = np.nonzero(near)[0]
+    sub = scene.table.iloc[idx].reset_index(drop=True)
+    mags = scene.magnitudes(optical_element)[idx]
+    flux_e = ab_to_electrons(mags, optical_element)
+    north, parity, scale, ra_c, dec_c = _local_orientation(projection, science_size)
+    sources_e = render_sources(sub, x[idx], y[idx], flux_e, (science_size, science_size), detector,
+                               optical_element, north_angle_deg=north, parity=parity, pixel_scale=scale)
+    sky_e = sky_rate(optical_element, ra_c, dec_c, start.datetime, scale**2) if sky else 0.0
+    timings["render"] = timings.get("render", 0.0) + clock() - t0
+
+    t1 = clock()
+    sci = model.science
+    scene_e = np.zeros((n_total, n_total), dtype=np.float32)
+    scene_e[sci] = sources_e + np.float32(sky_e)
+    gain = model.gain
+    rate_e = scene_e * model.flat(optical_element) + model.dark_rate * gain
+
+    rng_cr = np.random.default_rng(cr_seq)
+    hits = draw_cosmic_rays(model.pixel_response > 0, pattern.last_read, FRAME_TIME, rng_cr, rate=cosmic_ray_rate)
+    row_seeds = ramp_seq.generate_state(n_total, dtype=np.uint32)
+    resultants = sample_resultants(rate_e, gain, model.bias, model.full_well, model.linearity_coeffs,
+                                   model.read_noise, table.as_list(), FRAME_TIME, row_seeds, hits)
+    del rate_e
+    timings["ramp"] = timings.get("ramp", 0.0) + clock() - t1
+
+    t2 = clock()
+    noise, amp33_noise = correlated_noise_resultants((n_total, n_total), pattern.n_reads, model.correlated_noise,
+                                                     np.random.default_rng(corr_seq))
+    resultants += noise
+    del noise
+    data = np.empty(resultants.shape, dtype=np.uint16)
+    for k in range(resultants.shape[0]):  # in place, one resultant at a time (memory)
+        np.rint(resultants[k], out=resultants[k])
+        np.clip(resultants[k], 0, 65535, out=resultants[k])
+        data[k] = resultants[k]
+    del resultants
+    border = np.ones((n_total, n_total), dtype=bool)
+    border[sci] = False
+    amp33_level = np.float32(np.median(model.bias[border]))
+    amp33 = np.clip(np.rint(amp33_noise + amp33_level), 0, 65535).astype(np.uint16)
+    del amp33_noise
+    timings["noise"] = timings.get("noise", 0.0) + clock() - t2
+
+    meta = {
+        "exposure": {
+            "type": "WFI_IMAGE",
+            "start_time": start,
+            "end_time": end,
+            "nresultants": table.n_resultants,
+            "frame_time": FRAME_TIME,
+            "exposure_time": pattern.exposure_time,
+            "effective_exposure_time": pattern.effective_exposure_time,
+            "ma_table_name": table.name,
+            "ma_table_number": table.number,
+            "ma_table_id": f"SCI{table.number:04d}",
+            "read_pattern": table.as_list(),
+            "truncated": False,
+        },
+        "instrument": {"name": "WFI", "detector": detector, "optical_element": optical_element},
+        "pointing": geometry.pointing_meta(pointing),
+        "wcsinfo": geometry.wcsinfo_meta(detector, pointing, science_size),
+        "observation": ids.meta(),
+        "velocity_aberration": {"ra_reference": float(pointing.ra_ref), "dec_reference": float(pointing.dec_ref),
+                                "scale_factor": float(pointing.va_scale)},
+        "visit": {"start_time": start, "nexposures": 1},
+    }
+    exposure = RampExposure(data=data, amp33=amp33, meta=meta)
+
+    # --- truth
+    xs, ys = x[idx], y[idx]
+    on = projection.contains(xs, ys)
+    col = np.clip(np.floor(xs + 0.5).astype(np.int64), 0, science_size - 1) + N_BORDER
+    gain_at = gain[N_BORDER, col]  # gain is uniform within a channel (columns)
+    sources = pd.DataFrame({
+        "source_id": sub["source_id"].to_numpy(np.int64),
+        "type": sub["type"].astype(str).to_numpy(),
+        "ra": ra[idx],
+        "dec": dec[idx],
+        "x": xs,
+        "y": ys,
+        "flux_e": flux_e,
+        "flux_dn": flux_e / gain_at,
+        "mag": mags,
+        "on_detector": on,
+    })
+    rate_dn = ((sources_e + np.float32(sky_e)) / gain[sci]).astype(np.float32)
+    cosmic_rays = pd.DataFrame({
+        "x": hits["x"] - N_BORDER,
+        "y": hits["y"] - N_BORDER,
+        "read": hits["read"],
+        "amplitude_e": hits["amplitude_e"],
+    })
+    return DetectorSimulation(exposure, sources, rate_dn, cosmic_rays, true_pointing,
+                              extra={"sky_e": sky_e, "sources_e": sources_e})
+
+
+def _field_radius(pointing: geometry.Pointing, detectors, science_size) -> float:
+    """Radius (deg) around the pointing that covers the detectors plus the PSF wings."""
+    corners = np.concatenate([geometry.DetectorProjection(d, pointing, science_size).footprint()
+                              for d in detectors])
+    ra0, dec0 = math.radians(pointing.ra_ref), math.radians(pointing.dec_ref)
+    ra, dec = np.radians(corners[:, 0]), np.radians(corners[:, 1])
+    cos_sep = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    return float(np.degrees(np.arccos(np.clip(cos_sep, -1, 1))).max()) + (WING_SIZE * PIXEL_SCALE / 3600.0)
+
+
+def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: str = "F158", *,
+             n_sources: int | None = None, ma_table: int = 4, pointing=(270.0, 66.0, 0.0),
+             pointing_error=(0.0, 0.0, 0.0), science_size: int = N_PIX_SCIENCE, seed: int = 0,
+             output_dir=".", start_time=DEFAULT_START_TIME, ids: ObservationIds = ObservationIds(),
+             cosmic_ray_rate: float = COSMIC_RAY_RATE, progress=None) -> dict:
+    """Simulate L1 files of one exposure and write them with their truth.
+
+    Parameters
+    ----------
+    scene : Scene, optional
+        Sources; by default a random field (:func:`random_scene`, seeded by ``seed``).
+    detectors : sequence of str or int
+        Detectors to simulate.
+    optical_element : str
+        Imaging filter.
+    n_sources : int, optional
+        For a random field: mean number of sources per detector area (full-size
+        detector equivalent density); default about 8,500 (150 per arcmin²).
+    ma_table : int
+        MA table number.
+    pointing : (ra, dec, pa) or Pointing
+        Commanded pointing: WFI centre (deg) and position angle of +V3 (deg).
+    pointing_error : (dra_arcsec, ddec_arcsec, droll_deg)
+        Offset of the true pointing from the commanded one.
+    science_size : int
+        4088 (full) or a smaller central patch such as 248.
+    seed : int
+        Seed of the scene (when generated) and of every random draw.
+    output_dir : str or Path
+        Where files go (truth in ``output_dir/truth``).
+    start_time : str or Time
+        Exposure start (UTC).
+    ids : ObservationIds
+        Identifiers (file names, ``meta.observation``).
+    cosmic_ray_rate : float
+        Cosmic-ray hits per cm² per second.
+    progress : callable, optional
+        Called with the detector name after each detector.
+
+    Returns
+    -------
+    dict
+        ``{'l1': [paths], 'sources': [...], 'rate': [...], 'cosmic_rays': [...],
+        'wcs': [...], 'gaia': path, 'scene': path}``.
+    """
+    import asdf
+
+    from romanflow.formats.asdf_io import atomic_path, write_l1
+
+    optical_element = check_filter(optical_element)
+    detectors = [detector_name(d) for d in (detectors if not isinstance(detectors, (str, int)) else [detectors])]
+    if isinstance(pointing, geometry.Pointing):
+        commanded = pointing
+    else:
+        commanded = geometry.pointing_for(*pointing)
+    if len(tuple(pointing_error)) != 3:
+        raise RomanflowError("pointing_error must be (dra_arcsec, ddec_arcsec, droll_deg)")
+    total_size(science_size)
+    out = Path(output_dir)
+    truth_dir = out / "truth"
+    if scene is None:
+        radius = _field_radius(commanded, detectors, science_size)
+        full_area_arcmin2 = (N_PIX_SCIENCE * PIXEL_SCALE / 60.0) ** 2
+        density = None if n_sources is None else n_sources / full_area_arcmin2
+        scene = random_scene(commanded.ra_ref, commanded.dec_ref, radius, density_per_arcmin2=density, seed=seed)
+    root = ids.root
+    result = {"l1": [], "sources": [], "rate": [], "cosmic_rays": [], "wcs": []}
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    scene_path = truth_dir / f"{root}_scene.parquet"
+    with atomic_path(scene_path) as tmp:
+        scene.table.to_parquet(tmp, index=False)
+    result["scene"] = scene_path
+    gaia_path = truth_dir / f"{root}_gaia.parquet"
+    with atomic_path(gaia_path) as tmp:
+        gaia_catalog(scene, seed=seed).to_parquet(tmp, index=False)
+    result["gaia"] = gaia_path
+    for det in detectors:
+        sim = simulate_detector(scene, det, optical_element, ma_table_number=ma_table, pointing=commanded,
+                                pointing_error=pointing_error, science_size=science_size, seed=seed,
+                                start_time=start_time, ids=ids, cosmic_ray_rate=cosmic_ray_rate)
+        stem = f"{root}_{det.lower()}"
+        result["l1"].append(write_l1(sim.exposure, out / f"{stem}_uncal.asdf"))
+        paths = {
+            "sources": truth_dir / f"{stem}_sources.parquet",
+            "cosmic_rays": truth_dir / f"{stem}_cosmic_rays.parquet",
+            "rate": truth_dir / f"{stem}_rate.npy",
+            "wcs": truth_dir / f"{stem}_wcs.asdf",
+        }
+        with atomic_path(paths["sources"]) as tmp:
+            sim.sources.to_parquet(tmp, index=False)
+        with atomic_path(paths["cosmic_rays"]) as tmp:
+            sim.cosmic_rays.to_parquet(tmp, index=False)
+        with atomic_path(paths["rate"]) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, sim.rate_dn)
+        with atomic_path(paths["wcs"]) as tmp:
+            tree = {
+                "wcs": geometry.detector_gwcs(det, sim.true_pointing, science_size),
+                "pointing": dataclasses.asdict(sim.true_pointing),
+                "commanded_pointing": dataclasses.asdict(commanded),
+                "detector": det,
+                "science_size": int(science_size),
+            }
+            asdf.AsdfFile(tree).write_to(tmp)
+        for key, path in paths.items():
+            result[key].append(path)
+        del sim
+        if progress is not None:
+            progress(det)
+    return result

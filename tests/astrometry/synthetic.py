@@ -1,0 +1,57 @@
+"""Synthetic L2 images of point sources at known positions (galsim effective PSF)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from romanflow import geometry
+from romanflow.calibrate.assign_wcs import assign_wcs
+from romanflow.exposure import RateImage
+
+SKY = 0.5  # DN/s per pixel
+NOISE = 0.05  # DN/s per pixel (background-limited)
+STAMP = 10  # half-size of a rendered star stamp (pixels); PSF image shared with the fit
+
+
+def render(shape, x, y, flux, detector, optical_element="F158"):
+    """Noise-free image (DN/s) of point sources at pixel positions x, y with fluxes (DN/s)."""
+    import galsim
+
+    from romanflow.psf import psf_interpolated_image
+
+    psf = psf_interpolated_image(detector, optical_element, oversample=4, size=2 * STAMP + 1)
+    image = galsim.ImageD(shape[1], shape[0], scale=0.11)  # galsim pixel (1,1) = array [0, 0]
+    for xi, yi, fi in zip(x, y, flux):
+        ix, iy = int(np.rint(xi)), int(np.rint(yi))
+        bounds = galsim.BoundsI(ix + 1 - STAMP, ix + 1 + STAMP, iy + 1 - STAMP, iy + 1 + STAMP) & image.bounds
+        if not bounds.isDefined():
+            continue
+        stamp = image[bounds]
+        (psf * (fi / psf.flux)).drawImage(image=stamp, method="no_pixel", add_to_image=True,
+                                          center=galsim.PositionD(xi + 1.0, yi + 1.0))
+    return image.array.copy()
+
+
+def flux_for_snr(snr, detector="WFI01", optical_element="F158"):
+    """Flux (DN/s) giving a PSF-fit S/N of ``snr`` on the background noise alone."""
+    from romanflow.psf import psf_image
+
+    psf = psf_image(detector, optical_element, oversample=4, size=21)
+    native = psf[::4, ::4]
+    return snr * NOISE / np.sqrt(np.sum(native**2))
+
+
+def rate_image(data, rng, detector, pointing, science_size, optical_element="F158", start_mjd=61500.0):
+    """Noisy RateImage with metadata and the WCS of ``pointing`` assigned."""
+    noisy = data + SKY + rng.normal(0.0, NOISE, data.shape)
+    err = np.full(data.shape, NOISE, np.float32)
+    meta = {
+        "instrument": {"name": "WFI", "detector": detector, "optical_element": optical_element},
+        "exposure": {"start_time": start_mjd},
+        "observation": {"observation_id": "test"},
+        "wcsinfo": {k: v for k, v in geometry.wcsinfo_meta(detector, pointing, science_size).items()
+                    if k != "s_region"},
+        "velocity_aberration": {"scale_factor": pointing.va_scale},
+    }
+    image = RateImage(noisy.astype(np.float32), err, np.zeros(data.shape, np.uint32), err**2, err**2, meta)
+    return assign_wcs(image, None)

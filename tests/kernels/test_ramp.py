@@ -1,0 +1,158 @@
+"""Ramp fitting kernels against synthetic ramps with known truth (fixed seeds)."""
+
+import numpy as np
+import pytest
+
+from romanflow import dq
+from romanflow.detector import FRAME_TIME, ReadPattern, ma_table
+from romanflow.errors import RomanflowError
+from romanflow.kernels.ramp import fit_ramps, fit_ramps_casertano, fit_ramps_likely
+from romanflow.kernels.saturation import flag_saturation
+from romanflow.kernels.synthetic import synthetic_resultants
+
+METHODS = ["casertano", "likely"]
+READ_NOISE = 5.0  # DN per read
+GAIN = 2.0  # e-/DN
+PATTERNS = {4: ReadPattern(ma_table(4).as_list(), FRAME_TIME), 110: ReadPattern(ma_table(110).as_list(), FRAME_TIME)}
+
+
+def _fit(method, res, gdq=None, **kw):
+    """Fit (n_res, n_pix) resultants laid out as a (n_res, 1, n_pix) cube; return 1-D outputs."""
+    cube = res[:, None, :]
+    g = None if gdq is None else gdq[:, None, :]
+    fit = fit_ramps(cube, g, READ_NOISE, GAIN, kw.pop("pattern"), method=method, **kw)
+    return fit._replace(slope=fit.slope[0], var_poisson=fit.var_poisson[0], var_rnoise=fit.var_rnoise[0],
+                        groupdq=fit.groupdq[:, 0], pixeldq=fit.pixeldq[0], n_jumps=fit.n_jumps[0])
+
+
+@pytest.fixture(scope="module", params=[4, 110])
+def clean_ramps(request):
+    """Clean ramps at fixed rates (DN/s): 40000 pixels at low rates, 20000 above."""
+    pattern = PATTERNS[request.param]
+    rng = np.random.default_rng(1234 + request.param)
+    levels = [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 5000.0]
+    rate = np.concatenate([np.full(40000 if r <= 3 else 20000, r) for r in levels])
+    res = synthetic_resultants(rate, pattern, read_noise=READ_NOISE, gain=GAIN, rng=rng)
+    return pattern, rate, res
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bias_and_error_honesty(method, clean_ramps):
+    pattern, rate, res = clean_ramps
+    fit = _fit(method, res, pattern=pattern)
+    assert np.all(fit.pixeldq & dq.DO_NOT_USE == 0)
+    pull = (fit.slope - rate) / fit.err
+    for level in np.unique(rate):
+        sel = rate == level
+        if level >= 1.0:
+            bias = np.median((fit.slope[sel] - level) / level)
+            assert abs(bias) < 1e-3, (level, bias)
+    for lo, hi in [(0.1, 1.0), (1.0, 10.0), (10.0, 100.0), (100.0, 1000.0), (1000.0, 1e4)]:
+        sel = (rate >= lo) & (rate < hi)
+        assert 0.95 <= np.std(pull[sel]) <= 1.05, (lo, np.std(pull[sel]))
+    # no false jumps on clean ramps
+    assert np.mean(fit.n_jumps > 0) < 1e-3
+
+
+def _difference_sigma(pattern, rate, a, b):
+    """Noise (DN) of R_b − R_a for a clean ramp of this rate (DN/s)."""
+    t, nr, tau = pattern.mean_times, pattern.n_reads, pattern.tau
+    return np.sqrt(READ_NOISE**2 * (1 / nr[a] + 1 / nr[b]) + rate * (tau[a] + tau[b] - 2 * t[a]) / GAIN)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("table", [4, 110])
+def test_jump_completeness(method, table):
+    pattern = PATTERNS[table]
+    rng = np.random.default_rng(99 + table)
+    npix = 20000
+    rate = 10 ** rng.uniform(0, 3, npix)
+    jump_read = rng.integers(2, pattern.last_read + 1, npix)
+    # resultant first affected by the jump, and the noise of the differences around it
+    first_read = np.array([r[0] for r in pattern.read_pattern])
+    last_read = np.array([r[-1] for r in pattern.read_pattern])
+    q = np.searchsorted(last_read, jump_read)
+    n = pattern.n_resultants
+    sigma = np.maximum(_difference_sigma(pattern, rate, np.maximum(q - 1, 0), np.maximum(q, 1)),
+                       _difference_sigma(pattern, rate, np.minimum(q, n - 2), np.minimum(q + 1, n - 1)))
+    amplitude = rng.uniform(10, 30, npix) * sigma
+    res = synthetic_resultants(rate, pattern, read_noise=READ_NOISE, gain=GAIN, rng=rng,
+                               jump_read=jump_read, jump_amplitude=amplitude)
+    fit = _fit(method, res, pattern=pattern)
+    flagged = (fit.groupdq & dq.JUMP_DET) != 0
+    idx = np.arange(npix)
+    near = flagged[q, idx] | flagged[np.maximum(q - 1, 0), idx] | flagged[np.minimum(q + 1, n - 1), idx]
+    completeness = np.mean((fit.n_jumps > 0) & near)
+    assert completeness >= 0.98, completeness
+    assert np.all(fit.pixeldq[fit.n_jumps > 0] & dq.JUMP_DET)
+    # the rate is recovered from the jump-free parts
+    found = (fit.n_jumps > 0) & near & (fit.pixeldq & dq.DO_NOT_USE == 0)
+    pull = (fit.slope[found] - rate[found]) / fit.err[found]
+    assert abs(np.median(pull)) < 0.1
+    assert np.std(pull) < 1.3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_saturated_late_pixels_recover_rate(method):
+    pattern = PATTERNS[4]
+    rng = np.random.default_rng(7)
+    npix = 20000
+    full_well = 60000.0
+    rate = rng.uniform(500, 4000, npix)  # saturates between about 15 s and 120 s
+    res = synthetic_resultants(rate, pattern, read_noise=READ_NOISE, gain=GAIN, rng=rng, full_well=full_well)
+    threshold = np.full((1, npix), 0.97 * full_well, np.float32)  # just below the plateau, as in real data
+    gdq = flag_saturation(res[:, None, :], threshold, pattern)[:, 0]
+    assert np.mean(gdq[-1] & dq.SATURATED != 0) > 0.9
+    fit = _fit(method, res, gdq=gdq, pattern=pattern)
+    ok = fit.pixeldq & dq.DO_NOT_USE == 0
+    assert ok.mean() > 0.99
+    pull = (fit.slope[ok] - rate[ok]) / fit.err[ok]
+    assert abs(np.median(pull)) < 0.1
+    assert 0.9 < np.std(pull) < 1.1
+    assert np.mean(fit.n_jumps > 0) < 2e-3
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("table", [4, 110])
+def test_noiseless_ramps_are_exact(method, table):
+    pattern = PATTERNS[table]
+    rate = np.geomspace(0.3, 5000, 200)
+    res = synthetic_resultants(rate, pattern, read_noise=0.0, gain=GAIN, poisson=False)
+    fit = _fit(method, res, pattern=pattern)
+    np.testing.assert_allclose(fit.slope, rate, rtol=2e-6, atol=1e-5)
+    assert np.all(fit.n_jumps == 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_output_flags(method):
+    pattern = PATTERNS[4]
+    n = pattern.n_resultants
+    res = synthetic_resultants(np.full(4, 50.0), pattern, read_noise=0.0, poisson=False)
+    gdq = np.zeros((n, 4), np.uint8)
+    gdq[:, 0] = dq.SATURATED  # fully saturated
+    gdq[1:, 1] = dq.SATURATED  # one usable resultant
+    gdq[::2, 2] = dq.DO_NOT_USE  # only isolated resultants left
+    fit = _fit(method, res, gdq=gdq, pattern=pattern)
+    assert fit.pixeldq[0] == dq.SATURATED | dq.DO_NOT_USE
+    assert fit.pixeldq[1] & dq.DO_NOT_USE
+    assert fit.pixeldq[2] & dq.DO_NOT_USE
+    assert fit.pixeldq[3] == 0 and abs(fit.slope[3] - 50.0) < 1e-3
+    assert np.all(np.isnan(fit.slope[:3]))
+    # input flags are kept
+    assert np.array_equal(fit.groupdq & ~np.uint8(dq.JUMP_DET), gdq)
+
+
+def test_likely_needs_four_resultants():
+    pattern = ReadPattern([[1], [2, 3], [4]], FRAME_TIME)
+    res = synthetic_resultants(np.full(10, 20.0), pattern, read_noise=0.0, poisson=False)[:, None, :]
+    with pytest.warns(RuntimeWarning, match="at least 4 resultants"):
+        fit = fit_ramps_likely(res, None, READ_NOISE, GAIN, pattern)
+    np.testing.assert_allclose(fit.slope[0], 20.0, rtol=1e-5)
+
+
+def test_bad_inputs():
+    pattern = PATTERNS[4]
+    with pytest.raises(RomanflowError, match="method"):
+        fit_ramps(np.zeros((9, 2, 2), np.float32), None, 5.0, 2.0, pattern, method="ols")
+    with pytest.raises(RomanflowError, match="read pattern"):
+        fit_ramps_casertano(np.zeros((5, 2, 2), np.float32), None, 5.0, 2.0, pattern)

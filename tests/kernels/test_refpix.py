@@ -1,0 +1,166 @@
+"""Correlated read noise: injection statistics and removal by the reference-pixel correction."""
+
+import numpy as np
+import pytest
+
+from romanflow.calibrate.refpix import refpix
+from romanflow.detector import CHANNEL_WIDTH, FRAME_TIME, N_BORDER, SMALL_SCIENCE_SIZE, ReadPattern, ma_table
+from romanflow.detector_model import CorrelatedNoiseParameters, DetectorModel
+from romanflow.errors import RomanflowError
+from romanflow.exposure import RampExposure
+from romanflow.kernels.correlated_noise import ROW_PERIOD, correlated_noise_resultants
+from romanflow.kernels.refpix import correct_reference_pixels
+
+N = SMALL_SCIENCE_SIZE + 2 * N_BORDER  # 256: two channels
+SCIENCE = (slice(N_BORDER, -N_BORDER), slice(N_BORDER, -N_BORDER))
+PARAMS = CorrelatedNoiseParameters(common_1f=3.0, channel_1f=1.0, acn=1.0, white_ref=5.0)
+WHITE = 5.0  # white read noise of the main array (DN per read)
+
+
+def time_ordered(frame):
+    """(…, ny, nx) → (…, n_channels, ny, 128): each channel's pixels in read order."""
+    *lead, ny, nx = frame.shape
+    split = frame.reshape(*lead, ny, nx // CHANNEL_WIDTH, CHANNEL_WIDTH).copy()
+    split[..., 1::2, :] = split[..., 1::2, ::-1]
+    return np.moveaxis(split, -2, -3)
+
+
+def ls_slope(cube, read_pattern):
+    """Unweighted least-squares slope over the resultants' mean times (DN/s)."""
+    t = read_pattern.mean_times - read_pattern.mean_times.mean()
+    return np.tensordot(t / np.sum(t**2), cube, axes=(0, 0))
+
+
+# --- injection ------------------------------------------------------------------------------
+def test_injected_noise_has_specified_rms_and_read_scaling():
+    rng = np.random.default_rng(11)
+    noise, amp33 = correlated_noise_resultants((N, N), [1] * 24 + [4] * 24, PARAMS, rng)
+    expected = PARAMS.common_1f**2 + PARAMS.channel_1f**2 + PARAMS.acn**2
+    single, quad = noise[:24].var(), noise[24:].var()
+    assert single == pytest.approx(expected, rel=0.08)
+    assert quad * 4 == pytest.approx(expected, rel=0.08)
+    assert amp33[:24].var() == pytest.approx(expected + PARAMS.white_ref**2, rel=0.06)
+    assert noise.dtype == np.float32 and amp33.shape == (48, N, 128)
+
+
+def test_amp33_and_channels_share_the_common_component_in_read_time():
+    rng = np.random.default_rng(12)
+    noise, amp33 = correlated_noise_resultants((N, N), [1] * 24, PARAMS, rng)
+    channels = time_ordered(noise)                      # (n_res, 2, ny, 128)
+    shared = PARAMS.common_1f**2 + PARAMS.acn**2
+    cov_amp = np.mean((channels[:, 0] - channels[:, 0].mean()) * (amp33 - amp33.mean()))
+    cov_ch = np.mean((channels[:, 0] - channels[:, 0].mean()) * (channels[:, 1] - channels[:, 1].mean()))
+    assert cov_amp == pytest.approx(shared, rel=0.12)
+    assert cov_ch == pytest.approx(shared, rel=0.12)
+    # Alternating-column noise alone: a slowly varying amplitude whose sign alternates every sample.
+    acn_only = CorrelatedNoiseParameters(common_1f=0.0, channel_1f=0.0, acn=1.0, white_ref=0.0)
+    noise, amp33 = correlated_noise_resultants((N, N), [1] * 8, acn_only, np.random.default_rng(13))
+    series = time_ordered(noise)[:, 0]
+    demodulated = series * (-1.0) ** np.arange(CHANNEL_WIDTH)            # a(t): smooth
+    assert series.std() == pytest.approx(1.0, rel=0.15)
+    assert np.corrcoef(demodulated[..., :-1].ravel(), demodulated[..., 1:].ravel())[0, 1] > 0.75
+    assert np.corrcoef(series[..., :-1].ravel(), series[..., 1:].ravel())[0, 1] < -0.75
+    # shared in read time: channel 1 (read right to left) and amp33 see the same series as channel 0
+    assert np.allclose(time_ordered(noise)[:, 1], time_ordered(noise)[:, 0], atol=1e-4)
+    assert np.allclose(amp33, time_ordered(noise)[:, 0], atol=1e-4)
+
+
+def test_injection_is_reproducible_and_rejects_bad_shapes():
+    a = correlated_noise_resultants((N, N), [1, 2], PARAMS, np.random.default_rng(5))
+    b = correlated_noise_resultants((N, N), [1, 2], PARAMS, np.random.default_rng(5), workers=1)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(RomanflowError, match="multiple of 128"):
+        correlated_noise_resultants((N, 200), [1], PARAMS, np.random.default_rng(0))
+
+
+# --- correction -----------------------------------------------------------------------------
+def simulate(seed, with_stars=True):
+    """Resultants = bias + signal + correlated noise + white noise, and their parts (table 4, 9 resultants)."""
+    model = DetectorModel("WFI03", SMALL_SCIENCE_SIZE)
+    read_pattern = ReadPattern(ma_table(4).as_list(), FRAME_TIME)
+    rng = np.random.default_rng(seed)
+    params = model.correlated_noise
+    noise, amp33_noise = correlated_noise_resultants((N, N), read_pattern.n_reads, params, rng)
+    white = rng.standard_normal(noise.shape).astype(np.float32)
+    white *= (WHITE / np.sqrt(read_pattern.n_reads)).astype(np.float32)[:, None, None]
+    rate = np.zeros((N, N), dtype=np.float32)
+    rate[SCIENCE] = 2.0                                           # flat background (DN/s)
+    if with_stars:
+        yy, xx = np.mgrid[0:N, 0:N]
+        star_rng = np.random.default_rng(1000 + seed)
+        for y0, x0, flux in zip(star_rng.uniform(10, N - 10, 60), star_rng.uniform(10, N - 10, 60),
+                                star_rng.uniform(20, 400, 60)):
+            rate += (flux * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / 4.5)).astype(np.float32)
+        science = np.zeros((N, N), dtype=bool)
+        science[SCIENCE] = True
+        rate[~science] = 0.0                                       # reference pixels see no light
+    signal = rate[None] * read_pattern.mean_times.astype(np.float32)[:, None, None]
+    resultants = model.bias[None] + signal + noise + white
+    amp33 = 1000.0 + rng.normal(0.0, 25.0, (N, 128)).astype(np.float32) + amp33_noise
+    return resultants.astype(np.float32), amp33.astype(np.float32), white, rate, read_pattern
+
+
+def correlated_rate_power(resultants, white, rate, read_pattern):
+    """Total and row-banding power ((DN/s)²) of the rate error not explained by white noise."""
+    residual = (ls_slope(resultants, read_pattern) - ls_slope(white, read_pattern) - rate)[SCIENCE]
+    return residual.var(), residual.mean(axis=1).var()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_correction_removes_most_correlated_noise_from_rates(seed):
+    resultants, amp33, white, rate, read_pattern = simulate(seed)
+    corrected = correct_reference_pixels(resultants, amp33)
+    total_raw, rows_raw = correlated_rate_power(resultants, white, rate, read_pattern)
+    total_cor, rows_cor = correlated_rate_power(corrected, white, rate, read_pattern)
+    white_var = ls_slope(white, read_pattern)[SCIENCE].var()
+    assert total_raw > 0.2 * white_var                     # the injected noise matters before correction
+    assert rows_raw / rows_cor >= 3.0                      # horizontal banding
+    assert total_raw / total_cor >= 2.2                    # everything correlated, all frequencies
+
+
+def test_correction_is_independent_of_the_scene():
+    with_stars = simulate(3, with_stars=True)
+    without = simulate(3, with_stars=False)
+    change_with = correct_reference_pixels(with_stars[0], with_stars[1]) - with_stars[0]
+    change_without = correct_reference_pixels(without[0], without[1]) - without[0]
+    np.testing.assert_allclose(change_with, change_without, atol=2e-3)
+    # and the change of the rate is uncorrelated with the signal
+    change_rate = ls_slope(change_with, with_stars[4])[SCIENCE].ravel()
+    assert abs(np.corrcoef(change_rate, with_stars[3][SCIENCE].ravel())[0, 1]) < 0.05
+
+
+def test_bad_reference_pixels_are_ignored():
+    resultants, amp33, white, rate, read_pattern = simulate(4)
+    mask = np.ones((N, N), dtype=bool)
+    mask[:N_BORDER, 10:40] = False
+    spoiled = resultants.copy()
+    spoiled[:, :N_BORDER, 10:40] += np.arange(9, dtype=np.float32)[:, None, None] * 500.0   # wild values
+    clean = correct_reference_pixels(resultants, amp33, reference_mask=mask)
+    robust = correct_reference_pixels(spoiled, amp33, reference_mask=mask)
+    np.testing.assert_allclose(robust[:, N_BORDER:], clean[:, N_BORDER:], atol=1e-3)
+    naive = correct_reference_pixels(spoiled, amp33)
+    assert np.abs(naive[:, N_BORDER:] - clean[:, N_BORDER:]).max() > 1.0
+    spoiled[3, :N_BORDER, 10:40] = np.nan                      # non-finite reference pixels: never used
+    np.testing.assert_allclose(correct_reference_pixels(spoiled, amp33, reference_mask=mask)[:, N_BORDER:],
+                               clean[:, N_BORDER:], atol=1e-3)
+    assert np.isfinite(correct_reference_pixels(spoiled, amp33)[:, N_BORDER:]).all()
+
+
+def test_correction_rejects_bad_input():
+    cube = np.zeros((3, N, N), dtype=np.float32)
+    with pytest.raises(RomanflowError, match="amp33"):
+        correct_reference_pixels(cube, np.zeros((3, N, 64), dtype=np.float32))
+    with pytest.raises(RomanflowError, match="2 resultants"):
+        correct_reference_pixels(cube[:1], np.zeros((1, N, 128), dtype=np.float32))
+
+
+def test_refpix_wrapper_updates_exposure():
+    resultants, amp33, white, rate, read_pattern = simulate(5)
+    meta = {"exposure": {"read_pattern": read_pattern.read_pattern, "frame_time": FRAME_TIME}}
+    pixeldq = np.zeros((N, N), dtype=np.uint32)
+    exposure = RampExposure(data=resultants.copy(), amp33=amp33, meta=meta, pixeldq=pixeldq)
+    out = refpix(exposure)
+    assert out is exposure and out.data.dtype == np.float32
+    assert out.meta["cal_step"]["refpix"] == "COMPLETE"
+    np.testing.assert_allclose(out.data, correct_reference_pixels(resultants, amp33), atol=1e-4)
+    assert ROW_PERIOD == 142
