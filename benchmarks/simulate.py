@@ -8,6 +8,7 @@ with roman_datamodels.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
             model.validate()
             shape = model.data.shape
         t_validate = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
     rows = [
@@ -73,6 +76,7 @@ def main(argv=None) -> int:
         ("write L1 ASDF", f"{t_write:.1f} s ({size_mb:.0f} MB, shape {shape})"),
         ("rdm.open + validate", f"{t_validate:.2f} s: valid"),
         ("end-to-end (sim + write)", f"{t_sim + t_write:.1f} s"),
+        ("process CPU time (all stages)", f"{cpu:.1f} s (load average {os.getloadavg()[0]:.1f})"),
         ("peak resident memory", f"{peak_gib:.2f} GiB"),
     ]
     width = max(len(r[0]) for r in rows)

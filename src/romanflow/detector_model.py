@@ -223,6 +223,21 @@ class DetectorModel:
         return flat.astype(np.float32)
 
     @cached_property
+    def nominal_gain(self) -> float:
+        """Gain (e-/DN) that defines the DN of calibrated images: the mean over science pixels."""
+        return float(np.mean(self.gain[self.science]))
+
+    def flat_dn(self, optical_element: str) -> np.ndarray:
+        """The FLAT reference: response in DN relative to a detector at the nominal gain.
+
+        A flat measured in DN/s folds the channel-to-channel gain into the pixel
+        response: ``flat(filter) · nominal_gain / gain``. Dividing a rate image
+        (DN/s) by it gives the rate of a detector with the nominal gain everywhere,
+        so one photometric conversion applies to every pixel.
+        """
+        return (self.flat(optical_element) * (self.nominal_gain / self.gain)).astype(np.float32)
+
+    @cached_property
     def mask(self) -> np.ndarray:
         """Pixel DQ (uint32) of the defects, as the MASK reference records them."""
         d = self._defects

@@ -74,6 +74,8 @@ __all__ = [
     "s_region",
     "detectors_covering",
     "detector_center_v2v3",
+    "fit_rms_mas",
+    "galsim_wcs",
     "rotation_matrix",
     "v2v3_to_world",
     "world_to_v2v3",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from astropy.time import Time
 
 from romanflow import geometry
 from romanflow.calibrate.assign_wcs import assign_wcs
@@ -47,7 +48,7 @@ def rate_image(data, rng, detector, pointing, science_size, optical_element="F15
     err = np.full(data.shape, NOISE, np.float32)
     meta = {
         "instrument": {"name": "WFI", "detector": detector, "optical_element": optical_element},
-        "exposure": {"start_time": start_mjd},
+        "exposure": {"start_time": Time(start_mjd, format="mjd", scale="utc")},
         "observation": {"observation_id": "test"},
         "wcsinfo": {k: v for k, v in geometry.wcsinfo_meta(detector, pointing, science_size).items()
                     if k != "s_region"},
@@ -55,3 +56,22 @@ def rate_image(data, rng, detector, pointing, science_size, optical_element="F15
     }
     image = RateImage(noisy.astype(np.float32), err, np.zeros(data.shape, np.uint32), err**2, err**2, meta)
     return assign_wcs(image, None)
+
+
+def star_field(detectors, pointing_true, pointing_assigned, rng, *, science_size=248, n_per_detector=14,
+               snr_range=(100.0, 800.0), margin=8):
+    """Images (WCS of ``pointing_assigned``) of stars placed with ``pointing_true``.
+
+    Returns (images, truth) with truth[k] = dict(x, y, flux, ra, dec) of image k.
+    """
+    images, truth = [], []
+    for det in detectors:
+        n = n_per_detector
+        x = rng.uniform(margin, science_size - 1 - margin, n)
+        y = rng.uniform(margin, science_size - 1 - margin, n)
+        flux = flux_for_snr(rng.uniform(*snr_range, n), det)
+        data = render((science_size, science_size), x, y, flux, det)
+        ra, dec = geometry.DetectorProjection(det, pointing_true, science_size).pixel_to_world(x, y)
+        images.append(rate_image(data, rng, det, pointing_assigned, science_size))
+        truth.append({"x": x, "y": y, "flux": flux, "ra": ra, "dec": dec})
+    return images, truth

@@ -114,17 +114,19 @@ def test_init_subset_and_bad_detector(store, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0
     # 8 per-detector types, flat and distortion for two filters, and the MA tables.
-    assert "12 files (2 new)" in out and " MB, " in out and out.strip().endswith(" s")
-    assert len(list((store / str(SIZE)).glob("*_wfi08_*.asdf"))) == 11
+    assert "13 files (2 new)" in out and " MB, " in out and out.strip().endswith(" s")
+    assert len(list((store / str(SIZE)).glob("*_wfi08_*.asdf"))) == 12
     _check_error(["refs", "init", "--detectors", "WFI77", "--store", str(tmp_path / "other")], capsys, tmp_path,
                  "unknown detector(s): WFI77")
 
 
 def test_command_line_exit_code(l1_file, store, tmp_path):
-    cut = tmp_path / "cut_uncal.asdf"
-    cut.write_bytes(l1_file.read_bytes()[:1000])
-    result = subprocess.run([sys.executable, "-m", "romanflow.cli", "refs", "best", str(cut), "--store",
+    # The real command: a renamed file with a metadata key missing gives exit 2 and exactly one line.
+    broken = tmp_path / "renamed_uncal.asdf"
+    broken.write_bytes(l1_file.read_bytes().replace(b"start_time:", b"start_tim_:", 1))
+    result = subprocess.run([sys.executable, "-m", "romanflow.cli", "refs", "best", str(broken), "--store",
                              str(store)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip().count("\n") == 0 and "cut_uncal.asdf" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "renamed_uncal.asdf: missing metadata: meta.exposure.start_time" in result.stderr

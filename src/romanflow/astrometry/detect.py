@@ -121,7 +121,11 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
                              boundary="fill", fill_value=0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         snr_map = np.where(noise > 0, signal / noise, 0.0)
-    peaks = find_peaks(snr_map, threshold=snr_threshold, box_size=3, border_width=1)
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        peaks = find_peaks(snr_map, threshold=snr_threshold, box_size=3, border_width=1)
     if peaks is None or len(peaks) == 0:
         return _empty_table()
     px = np.asarray(peaks["x_peak"], dtype=float)
@@ -135,7 +139,6 @@ def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
     from photutils.psf import PSFPhotometry, SourceGrouper
 
     ny, nx = residual.shape
-    # initial flux from the matched filter: sum(k d) / sum(k^2)
     model = _psf_model(psf, oversample)
     init = QTable({"x": px, "y": py})
     phot = PSFPhotometry(model, (FIT_SHAPE, FIT_SHAPE), grouper=SourceGrouper(min_separation=BLEND_RADIUS),
@@ -171,7 +174,6 @@ def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
             flags[k] |= SOURCE_FLAGS["BAD_PIXEL"]
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, 0.0)
-    table = _empty_table()
     rows = {
         "id": np.arange(1, len(x) + 1, dtype=np.int64), "x": x, "y": y, "x_err": x_err, "y_err": y_err,
         "flux": flux, "flux_err": flux_err, "snr": snr, "peak_snr": peak_snr, "flags": flags,
@@ -206,8 +208,6 @@ def source_catalog(image, *, snr_threshold: float = 5.0, pupil_bin: int = 8):
     the image has a WCS, adds ``ra``/``dec`` (deg). The table's ``meta`` carries
     ``detector``, ``optical_element`` and ``exposure_time`` (MJD of start, when known).
     """
-    from astropy import units as u
-
     from romanflow.exposure import get_meta
     from romanflow.psf import psf_image
 

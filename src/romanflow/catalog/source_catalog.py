@@ -245,7 +245,7 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
     cols[f"kron_{b}_abmag"] = mag
     cols[f"kron_{b}_abmag_err"] = mag_err
     try:
-        half = np.asarray(cat.fluxfrac_radius(0.5), np.float64) * prep.scale
+        half = np.asarray(cat.flux_radius(0.5), np.float64) * prep.scale
     except Exception:  # noqa: BLE001 - photutils raises when no Kron flux is measurable
         half = np.full(n, np.nan)
     cols[f"fluxfrac_radius_50_{b}"] = half

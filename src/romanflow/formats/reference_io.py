@@ -113,6 +113,15 @@ class ReferenceData:
         raise AttributeError(name)
 
 
+def open_quietly(path, expected=None):
+    """:func:`open_model` without the warning that a copied file's ``meta.filename`` differs from its name."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="meta.filename")
+        return open_model(path, expected)
+
+
 def reference_spec(reftype: str) -> ReferenceSpec:
     """The :class:`ReferenceSpec` of a reference type (lower case, e.g. ``'flat'``)."""
     from romanflow.errors import RomanflowError
@@ -247,7 +256,7 @@ def read_reference(path, reftype: str) -> ReferenceData:
     """
     spec = reference_spec(reftype)
     path = Path(path)
-    model = open_model(path, spec.model)
+    model = open_quietly(path, spec.model)
     content = {}
     with model:
         meta = to_plain(model.meta)
@@ -278,6 +287,6 @@ def read_reference(path, reftype: str) -> ReferenceData:
 
 def reference_model_type(path) -> str:
     """Class name of the roman_datamodels model stored in ``path`` (clear error if unreadable)."""
-    model = open_model(path)
+    model = open_quietly(path)
     with model:
         return type(model).__name__

@@ -11,6 +11,11 @@ non-destructive reads, as defined by the exposure's read pattern):
     1/(read-noise variance). Jumps are found from single and double resultant
     differences against a slope-dependent threshold; the two resultants around
     the largest outlier are flagged and both sides are refitted (repeatedly).
+    The variance of each statistic (local slope − fitted slope) is computed
+    exactly from the resultant covariance, including the covariance of the
+    local and fitted slopes; the usual −rate/T approximation of that term
+    nearly cancels the variance of double differences spanning most of a short
+    segment and produced false jumps on bright, early-saturating pixels.
 
 ``fit_ramps_likely``
     Likelihood fit of Brandt (2024): resultant differences d_i = ΔR_i/Δt̄_i
@@ -57,7 +62,7 @@ _READ_VAR_FLOOR = 1e-8
 
 METHODS = ("casertano", "likely")
 #: Method used when none is named (see benchmarks/ramp_methods.py for why).
-DEFAULT_METHOD = "likely"
+DEFAULT_METHOD = "casertano"
 
 _JUMP = np.uint8(dq.GROUP_JUMP_DET)
 _SAT = np.uint8(dq.GROUP_SATURATED)
@@ -676,7 +681,11 @@ def fit_ramps_likely(resultants, groupdq, read_noise, gain, read_pattern: ReadPa
 
 def fit_ramps(resultants, groupdq, read_noise, gain, read_pattern: ReadPattern, *, method: str = DEFAULT_METHOD,
               detect_jumps: bool = True, **options) -> RampFit:
-    """Fit ramps with the named method (``'likely'`` or ``'casertano'``).
+    """Fit ramps with the named method (``'casertano'``, the default, or ``'likely'``).
+
+    Both give the same bias and error honesty; Casertano is about twice as
+    fast (the figures are in benchmarks/ramp_methods.py), likely finds slightly
+    more of the faint jumps.
 
     See :func:`fit_ramps_likely` and :func:`fit_ramps_casertano` for the
     arguments (DN, flags, DN per read, e⁻/DN) and the method options.

@@ -63,10 +63,11 @@ def run_init(args) -> int:
 def product_selection_meta(path) -> tuple[dict, int]:
     """Metadata and science size of a product, with clear errors for unusable files."""
     from romanflow.exposure import get_meta
-    from romanflow.formats.asdf_io import open_model, to_plain
+    from romanflow.formats.asdf_io import to_plain
+    from romanflow.formats.reference_io import open_quietly
 
     path = Path(path)
-    model = open_model(path, tuple(_PRODUCTS))
+    model = open_quietly(path, tuple(_PRODUCTS))
     with model:
         border = _PRODUCTS[type(model).__name__]
         try:

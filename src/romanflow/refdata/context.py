@@ -251,11 +251,11 @@ def _as_context(context, science_size=None) -> Context:
 
 def check_reference_file(path, reftype: str) -> Path:
     """Check that ``path`` exists and holds a ``reftype`` reference model; return it as a Path."""
-    from romanflow.formats.asdf_io import open_model
+    from romanflow.formats.reference_io import open_quietly
 
     path = Path(path)
     try:
-        open_model(path, model_class_name(reftype)).close()
+        open_quietly(path, model_class_name(reftype)).close()
     except InputFileError as exc:
         raise InputFileError(path, f"cannot be used as the {reftype} reference: {exc.problem}") from None
     return path

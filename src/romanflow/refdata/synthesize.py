@@ -59,7 +59,7 @@ INVERSE_DEGREE = 5
 INVERSE_SAMPLES = 64
 #: Relative 1-sigma uncertainty recorded for the photometric conversion.
 PHOTOM_RELATIVE_UNCERTAINTY = 0.01
-#: Reference types the synthesizer produces; the tuple says which need a filter.
+#: Reference types the synthesizer produces -> whether the type needs an imaging filter.
 SYNTH_TYPES = {
     "mask": False, "saturation": False, "linearity": False, "inverselinearity": False, "dark": False,
     "gain": False, "readnoise": False, "flat": True, "distortion": True, "photom": False, "matable": False,
@@ -81,6 +81,27 @@ def _meta(reftype, model, description, optical_element=None):
         description=f"{description} (romanflow synthesized, science size {model.science_size}, seed {model.seed})",
         pedigree="SIMULATION",
     )
+
+
+def _distinct_columns(coeffs: np.ndarray):
+    """Distinct coefficient sets of a (n, ny, nx) array: (sets (n, k), index (ny, nx)), or None if many.
+
+    Pixels commonly share coefficients (e.g. per readout channel); fitting each
+    distinct set once gives the same result as fitting every pixel.
+    """
+    n = coeffs.shape[0]
+    columns = np.ascontiguousarray(coeffs.reshape(n, -1).T)  # (pixels, n)
+    words = columns.view(np.uint32 if columns.dtype.itemsize == 4 else np.uint64).astype(np.uint64)
+    hashed = np.zeros(columns.shape[0], dtype=np.uint64)
+    for k in range(n):  # a mixing hash of the bit patterns, verified below
+        hashed = (hashed ^ words[:, k]) * np.uint64(0x100000001B3)
+    keys, first, index = np.unique(hashed, return_index=True, return_inverse=True)
+    if len(keys) > columns.shape[0] // 4:
+        return None
+    sets = columns[first]
+    if not np.array_equal(sets[index], columns):  # a hash collision: fit every pixel instead
+        return None
+    return sets.T, index.reshape(coeffs.shape[1:])
 
 
 def inverse_linearity_coeffs(coeffs: np.ndarray, max_linear: float, degree: int = INVERSE_DEGREE,
@@ -105,6 +126,15 @@ def inverse_linearity_coeffs(coeffs: np.ndarray, max_linear: float, degree: int 
     ndarray (degree + 1, ny, nx) float32
         measured = Σ d_k L^k (DN).
     """
+    distinct = _distinct_columns(coeffs)
+    if distinct is not None:
+        sets, index = distinct
+        fitted = _fit_inverse(sets[:, :, None], max_linear, degree, n_samples, block_rows)[:, :, 0]
+        return fitted[:, index]
+    return _fit_inverse(coeffs, max_linear, degree, n_samples, block_rows)
+
+
+def _fit_inverse(coeffs, max_linear, degree, n_samples, block_rows):
     levels = np.linspace(0.0, max_linear, n_samples)
     design = np.vander(levels / max_linear, degree + 1, increasing=True)
     projector = np.linalg.pinv(design)  # (degree+1, n_samples), scaled variable

@@ -1,0 +1,113 @@
+"""Point-source detection: completeness, false detections, flags, catalog files."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from romanflow import dq as dqbits
+from romanflow import geometry
+from romanflow.astrometry.detect import (SOURCE_FLAGS, detect_point_sources, read_source_catalog,
+                                         source_catalog, write_source_catalog)
+from romanflow.errors import InputFileError
+from romanflow.psf import psf_image
+
+from synthetic import NOISE, SKY, flux_for_snr, rate_image, render
+
+SIZE = 248
+POINTING = geometry.pointing_for(150.0, 2.0, 30.0)
+
+
+def _grid_positions(rng, spacing=16, margin=10):
+    g = np.arange(margin, SIZE - margin, spacing, dtype=float)
+    x, y = (a.ravel() for a in np.meshgrid(g, g))
+    return x + rng.uniform(-3, 3, x.size), y + rng.uniform(-3, 3, y.size)
+
+
+def test_completeness_and_false_detections_above_snr20():
+    rng = np.random.default_rng(5)
+    found_true, n_true, false_bright, n_bright = 0, 0, 0, 0
+    for det in ("WFI02", "WFI14"):
+        x, y = _grid_positions(rng)
+        snr = rng.uniform(20.0, 60.0, x.size)
+        data = render((SIZE, SIZE), x, y, flux_for_snr(snr, det), det)
+        cat = source_catalog(rate_image(data, rng, det, POINTING, SIZE))
+        cx, cy = cat["x"].value, cat["y"].value
+        d_true = np.hypot(cx[:, None] - x[None, :], cy[:, None] - y[None, :])
+        found_true += int(np.sum(d_true.min(axis=0) < 1.0))
+        n_true += x.size
+        bright = np.asarray(cat["snr"]) > 20.0
+        false_bright += int(np.sum(d_true.min(axis=1)[bright] > 1.0))
+        n_bright += int(bright.sum())
+    assert n_true >= 300
+    assert found_true / n_true >= 0.95
+    assert false_bright / n_bright <= 0.02
+
+
+def test_noise_only_image_has_no_bright_detections():
+    rng = np.random.default_rng(6)
+    image = rate_image(np.zeros((SIZE, SIZE)), rng, "WFI05", POINTING, SIZE)
+    cat = source_catalog(image)
+    assert np.sum(np.asarray(cat["snr"]) > 20.0) == 0
+
+
+def test_positions_and_fluxes_of_bright_stars():
+    rng = np.random.default_rng(7)
+    x, y = _grid_positions(rng, spacing=30)
+    flux = flux_for_snr(np.full(x.size, 300.0), "WFI07")
+    data = render((SIZE, SIZE), x, y, flux, "WFI07")
+    cat = source_catalog(rate_image(data, rng, "WFI07", POINTING, SIZE))
+    d = np.hypot(cat["x"].value[:, None] - x, cat["y"].value[:, None] - y)
+    assert np.all(d.min(axis=0) < 0.1)  # every star found
+    real = d.min(axis=1) < 0.1
+    # anything else is a faint bump of a bright star's PSF, not a bright false source
+    assert np.all(np.asarray(cat["snr"])[~real] < 20.0)
+    cat = cat[real]
+    i = d[real].argmin(axis=1)
+    # position scatter near the expected ~FWHM/(2.35 S/N) ~ 0.003 pixel scale
+    assert np.std(cat["x"].value - x[i]) < 0.02 and np.std(cat["y"].value - y[i]) < 0.02
+    # the fit measures the total flux of the effective PSF model within a few per cent of the input
+    ratio = cat["flux"].value / flux[i]
+    assert abs(np.median(ratio) - 1.0) < 0.1
+    assert cat["x"].unit == "pix" and cat["ra"].unit == "deg" and str(cat["flux"].unit) == "DN / s"
+
+
+def test_flags_saturated_edge_blended():
+    rng = np.random.default_rng(8)
+    x = np.array([60.0, 1.2, 150.0, 152.5, 200.0])
+    y = np.array([60.0, 120.0, 150.0, 150.5, 40.0])
+    flux = flux_for_snr(np.full(x.size, 300.0), "WFI09")
+    data = render((SIZE, SIZE), x, y, flux, "WFI09")
+    image = rate_image(data, rng, "WFI09", POINTING, SIZE)
+    image.dq[59:62, 59:62] |= dqbits.SATURATED
+    cat = source_catalog(image)
+    flags = {}
+    for k in range(len(x)):
+        d = np.hypot(cat["x"].value - x[k], cat["y"].value - y[k])
+        flags[k] = int(cat["flags"][d.argmin()]) if d.min() < 1.5 else None
+    assert flags[0] & SOURCE_FLAGS["SATURATED"]
+    assert flags[1] is not None and flags[1] & SOURCE_FLAGS["EDGE"]
+    assert flags[2] & SOURCE_FLAGS["BLENDED"] and flags[3] & SOURCE_FLAGS["BLENDED"]
+    assert flags[4] == 0
+
+
+def test_catalog_parquet_round_trip(tmp_path):
+    rng = np.random.default_rng(9)
+    data = render((SIZE, SIZE), np.array([100.0]), np.array([80.0]), flux_for_snr(np.array([200.0])), "WFI04")
+    cat = source_catalog(rate_image(data, rng, "WFI04", POINTING, SIZE))
+    path = write_source_catalog(cat, tmp_path / "r_wfi04_cat.parquet")
+    back = read_source_catalog(path)
+    assert back.colnames == cat.colnames and back["ra"].unit == "deg" and back.meta["detector"] == "WFI04"
+    np.testing.assert_allclose(back["x"].value, cat["x"].value)
+    field = pq.read_schema(path).field("flux")
+    assert field.metadata[b"unit"] == b"DN / s"
+    with pytest.raises(InputFileError):
+        read_source_catalog(tmp_path / "missing.parquet")
+
+
+def test_empty_and_masked_images():
+    psf = psf_image("WFI01", "F158", oversample=4, size=21)
+    blank = np.full((64, 64), SKY)
+    empty = detect_point_sources(blank, np.full_like(blank, NOISE), None, psf)
+    assert len(empty) == 0 and "flux" in empty.colnames
+    dq = np.full((64, 64), dqbits.DO_NOT_USE, np.uint32)
+    assert len(detect_point_sources(blank, blank, dq, psf)) == 0

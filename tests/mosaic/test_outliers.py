@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from romanflow import dq as dqflags
+from romanflow.formats import write_l2
+from romanflow.mosaic.outliers import abs_derivative, outlier_table_path, read_outlier_table
+from romanflow.mosaic.pipeline import make_mosaic
+
+DITHERS = [(0.0, 0.0), (0.143, 0.077), (-0.066, 0.209), (0.264, -0.132)]
+HITS = [(100, 50), (101, 50), (102, 50), (20, 20), (200, 180), (200, 181), (200, 182)]  # (y, x) in input 1
+
+
+@pytest.fixture(scope="module")
+def l2_files(scene, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("l2")
+    clean, hit = [], []
+    for k, d in enumerate(DITHERS):
+        image = scene.image(k, d, sky=0.5 + 0.05 * k)
+        clean.append(write_l2(image, folder / f"clean{k}_cal.asdf"))
+        if k == 1:
+            for y, x in HITS:
+                image.data[y, x] += 3.0  # ~45 sigma cosmic-ray-like hits
+        hit.append(write_l2(image, folder / f"hit{k}_cal.asdf"))
+    return clean, hit
+
+
+def test_no_outliers_in_a_clean_stack_of_stars(scene, l2_files, tmp_path):
+    clean, _ = l2_files
+    product, table = make_mosaic(clean, scene.wcs, tmp_path / "clean_coadd.asdf")
+    assert len(table) == 0
+    assert len(read_outlier_table(outlier_table_path(tmp_path / "clean_coadd.asdf"))) == 0
+
+
+def test_injected_outliers_are_rejected_and_recorded(scene, l2_files, tmp_path):
+    clean, hit = l2_files
+    out = tmp_path / "hit_coadd.asdf"
+    product, table = make_mosaic(hit, scene.wcs, out, skycell=scene.cell)
+    found = {(int(r["y"]), int(r["x"])) for r in table if r["input"] == "hit1_cal.asdf"}
+    assert found == set(HITS)
+    assert set(table["input"]) == {"hit1_cal.asdf"}
+    back = read_outlier_table(outlier_table_path(out))
+    assert len(back) == len(HITS) and back["ra"].unit == "deg"
+    np.testing.assert_array_equal(np.sort(back["x"]), np.sort(table["x"]))
+    assert np.all(back["value"] - back["blot"] > back["threshold"])
+    # the rejected pixels do not reach the mosaic: it matches the clean mosaic there
+    reference, _ = make_mosaic(clean, scene.wcs, None)
+    for r in back:
+        x, y = scene.wcs.world_to_pixel_values(r["ra"], r["dec"])
+        xi, yi = int(round(float(x))), int(round(float(y)))
+        patch = (slice(yi - 1, yi + 2), slice(xi - 1, xi + 2))
+        np.testing.assert_allclose(product.data[patch], reference.data[patch], atol=0.05)
+    import roman_datamodels.datamodels as rdm
+
+    with rdm.open(out) as model:
+        assert model.meta.cal_step.outlier_detection == "COMPLETE"
+
+
+def test_flagging_sets_outlier_and_do_not_use(scene):
+    from romanflow.mosaic.outliers import flag_outliers
+
+    rng = np.random.default_rng(1)
+    blot = np.zeros((50, 50), np.float32)
+    data = rng.normal(0, 1, (50, 50)).astype(np.float32)
+    data[10, 10] = 8.0  # above snr1 = 5
+    data[10, 11] = 4.5  # above snr2 = 4 only, next to a primary: flagged
+    data[30, 30] = 4.5  # above snr2 only, isolated: kept
+    flagged, primary, _ = flag_outliers(data, blot, np.ones_like(data), np.ones(data.shape, bool))
+    assert flagged[10, 10] and flagged[10, 11] and not flagged[30, 30]
+    assert primary[10, 10] and not primary[10, 11]
+    assert dqflags.OUTLIER | dqflags.DO_NOT_USE == 129
+
+
+def test_abs_derivative():
+    img = np.zeros((5, 5))
+    img[2, 2] = 3.0
+    d = abs_derivative(img)
+    assert d[2, 2] == 3.0 and d[1, 2] == 3.0 and d[0, 0] == 0.0
