@@ -15,7 +15,11 @@ STAMP = 10  # half-size of a rendered star stamp (pixels); PSF image shared with
 
 
 def render(shape, x, y, flux, detector, optical_element="F158"):
-    """Noise-free image (DN/s) of point sources at pixel positions x, y with fluxes (DN/s)."""
+    """Noise-free image (DN/s) of point sources at pixel positions x, y with total fluxes (DN/s).
+
+    Stamps are ±STAMP pixels: the light beyond them (a few per cent) is left out, as it is from a
+    real image by the fit box, so fitted total fluxes should match ``flux``.
+    """
     import galsim
 
     from romanflow.psf import psf_interpolated_image
@@ -28,7 +32,7 @@ def render(shape, x, y, flux, detector, optical_element="F158"):
         if not bounds.isDefined():
             continue
         stamp = image[bounds]
-        (psf * (fi / psf.flux)).drawImage(image=stamp, method="no_pixel", add_to_image=True,
+        (psf * fi).drawImage(image=stamp, method="no_pixel", add_to_image=True,
                                           center=galsim.PositionD(xi + 1.0, yi + 1.0))
     return image.array.copy()
 

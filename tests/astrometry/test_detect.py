@@ -23,24 +23,58 @@ def _grid_positions(rng, spacing=16, margin=10):
     return x + rng.uniform(-3, 3, x.size), y + rng.uniform(-3, 3, y.size)
 
 
-def test_completeness_and_false_detections_above_snr20():
-    rng = np.random.default_rng(5)
-    found_true, n_true, false_bright, n_bright = 0, 0, 0, 0
-    for det in ("WFI02", "WFI14"):
-        x, y = _grid_positions(rng)
-        snr = rng.uniform(20.0, 60.0, x.size)
-        data = render((SIZE, SIZE), x, y, flux_for_snr(snr, det), det)
-        cat = source_catalog(rate_image(data, rng, det, POINTING, SIZE))
-        cx, cy = cat["x"].value, cat["y"].value
-        d_true = np.hypot(cx[:, None] - x[None, :], cy[:, None] - y[None, :])
-        found_true += int(np.sum(d_true.min(axis=0) < 1.0))
-        n_true += x.size
-        bright = np.asarray(cat["snr"]) > 20.0
-        false_bright += int(np.sum(d_true.min(axis=1)[bright] > 1.0))
+def _true_snr(star, err, psf_native):
+    """PSF-fit S/N a star should reach: flux / noise of the optimal PSF-weighted sum."""
+    ix, iy = int(round(star["x"])), int(round(star["y"]))
+    h = psf_native.shape[0] // 2
+    box = err[iy - h:iy + h + 1, ix - h:ix + h + 1]
+    return star["flux_dn"] * np.sqrt(np.sum(psf_native**2 / box**2))
+
+
+def test_completeness_spurious_and_fluxes_against_simulated_truth(simulated, capsys):
+    from scipy.spatial import cKDTree
+
+    from romanflow.formats.asdf_io import read_l2
+
+    found, n_true, spurious, n_bright, ratios = 0, 0, 0, 0, []
+    for path, truth in zip(simulated["l2"], simulated["truth"]):
+        image = read_l2(path)
+        cat = source_catalog(image)
+        n = image.data.shape[0]
+        err = np.asarray(image.err, float)
+        psf_native = psf_image(image.meta["instrument"]["detector"], "F158", oversample=4, size=8)[::4, ::4]
+        stars = truth[(truth["type"] == "star") & truth["x"].between(4, n - 5) & truth["y"].between(4, n - 5)]
+        snr = np.array([_true_snr(s, err, psf_native) for _, s in stars.iterrows()])
+        x, y = cat["x"].value, cat["y"].value
+        d, _ = cKDTree(np.column_stack([x, y])).query(np.column_stack([stars["x"], stars["y"]]))
+        found += int(np.sum(d[snr > 20] < 1.0))
+        n_true += int(np.sum(snr > 20))
+        # detections above S/N 20 (fit box on the array) that are no simulated source; the wings of bright
+        # stars off the array or at its edge (which no fit can model) are left out
+        d_any, _ = cKDTree(np.column_stack([truth["x"], truth["y"]])).query(np.column_stack([x, y]))
+        at_edge = ~(truth["x"].between(2, n - 3) & truth["y"].between(2, n - 3))
+        off = truth[at_edge & (truth["flux_dn"] > 2000)]
+        if len(off):
+            d_off, _ = cKDTree(np.column_stack([off["x"], off["y"]])).query(np.column_stack([x, y]))
+        else:
+            d_off = np.full(len(x), np.inf)
+        on_array = (np.asarray(cat["flags"]) & SOURCE_FLAGS["EDGE"]) == 0
+        bright = (np.asarray(cat["snr"]) > 20) & (d_off > 25) & on_array
+        spurious += int(np.sum(bright & (d_any > 1.5)))
         n_bright += int(bright.sum())
-    assert n_true >= 300
-    assert found_true / n_true >= 0.95
-    assert false_bright / n_bright <= 0.02
+        # PSF fluxes of bright isolated stars against the simulated flux (DN/s)
+        _, j = cKDTree(np.column_stack([stars["x"], stars["y"]])).query(np.column_stack([x, y]))
+        good = (np.asarray(cat["snr"]) > 100) & (np.asarray(cat["flags"]) == 0) & (d_any < 0.5)
+        ratios.append(cat["flux"].value[good] / stars["flux_dn"].to_numpy()[j[good]])
+    ratios = np.concatenate(ratios)
+    with capsys.disabled():
+        print(f"\ncompleteness {found}/{n_true}, spurious {spurious}/{n_bright} (S/N > 20); "
+              f"PSF flux / true flux: median {np.median(ratios):.4f}, scatter {np.std(ratios):.4f} "
+              f"({len(ratios)} stars)")
+    assert n_true >= 150
+    assert found / n_true >= 0.95
+    assert spurious / n_bright <= 0.02
+    assert len(ratios) >= 100 and abs(np.median(ratios) - 1.0) < 0.01
 
 
 def test_noise_only_image_has_no_bright_detections():
@@ -65,9 +99,9 @@ def test_positions_and_fluxes_of_bright_stars():
     i = d[real].argmin(axis=1)
     # position scatter near the expected ~FWHM/(2.35 S/N) ~ 0.003 pixel scale
     assert np.std(cat["x"].value - x[i]) < 0.02 and np.std(cat["y"].value - y[i]) < 0.02
-    # the fit measures the total flux of the effective PSF model within a few per cent of the input
+    # the fit measures the total flux of the effective PSF model (not only the light in the fit box)
     ratio = cat["flux"].value / flux[i]
-    assert abs(np.median(ratio) - 1.0) < 0.1
+    assert abs(np.median(ratio) - 1.0) < 0.02
     assert cat["x"].unit == "pix" and cat["ra"].unit == "deg" and str(cat["flux"].unit) == "DN / s"
 
 

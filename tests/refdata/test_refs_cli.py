@@ -37,6 +37,12 @@ def l1_file(tmp_path_factory):
     return write_l1(exposure, folder / "r0000101001001001001_0001_wfi08_uncal.asdf")
 
 
+def _store_dir(root):
+    from romanflow.refdata import ReferenceStore
+
+    return ReferenceStore(root, science_size=SIZE).directory
+
+
 def _files(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*"))
 
@@ -47,7 +53,7 @@ def test_best_prints_one_line_per_type(l1_file, store, capsys):
     choices = dict(line.split(None, 1) for line in lines)
     assert tuple(choices) == TYPES
     assert choices["refpix"] == "N/A"
-    assert choices["flat"].endswith(f"{SIZE}/roman_wfi_flat_wfi08_f106_0001.asdf")
+    assert choices["flat"] == str(_store_dir(store) / "roman_wfi_flat_wfi08_f106_0001.asdf")
     assert choices["dark"].endswith("roman_wfi_dark_wfi08_0001.asdf")
     assert read_reference(choices["flat"], "flat").data.shape == (N, N)
 
@@ -60,7 +66,7 @@ def test_best_with_override(l1_file, store, tmp_path, capsys):
     assert main(["refs", "best", str(l1_file), "--store", str(store), "--override-flat", str(mine)]) == 0
     assert dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())["flat"] == str(mine)
     # The wrong model type as an override: one clear line, exit 2.
-    dark = store / str(SIZE) / "roman_wfi_dark_wfi08_0001.asdf"
+    dark = _store_dir(store) / "roman_wfi_dark_wfi08_0001.asdf"
     code = main(["refs", "best", str(l1_file), "--store", str(store), "--override-flat", str(dark)])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
@@ -115,7 +121,7 @@ def test_init_subset_and_bad_detector(store, tmp_path, capsys):
     assert code == 0
     # 8 per-detector types, flat and distortion for two filters, and the MA tables.
     assert "13 files (2 new)" in out and " MB, " in out and out.strip().endswith(" s")
-    assert len(list((store / str(SIZE)).glob("*_wfi08_*.asdf"))) == 12
+    assert len(list(_store_dir(store).glob("*_wfi08_*.asdf"))) == 12
     _check_error(["refs", "init", "--detectors", "WFI77", "--store", str(tmp_path / "other")], capsys, tmp_path,
                  "unknown detector(s): WFI77")
 

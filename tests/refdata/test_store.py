@@ -10,7 +10,7 @@ from romanflow.detector_model import DetectorModel
 from romanflow.errors import ReferenceSelectionError, RomanflowError
 from romanflow.formats.reference_io import read_reference
 from romanflow.refdata import CONTEXT_NAME, Context, ReferenceStore, best_references, default_store, select_reference
-from romanflow.refdata.store import STORE_ENV
+from romanflow.refdata.store import STORE_ENV, parameter_fingerprint
 
 SIZE = SMALL_SCIENCE_SIZE
 META = {"instrument": {"detector": "WFI12", "optical_element": "F184"},
@@ -23,7 +23,7 @@ def store(tmp_path):
 
 
 def test_context_file_lists_every_detector_and_filter(store):
-    assert store.directory.name == str(SIZE)
+    assert store.directory.name == f"{SIZE}_{parameter_fingerprint()}"
     assert store.context_path.name == f"{CONTEXT_NAME}.context.yaml"
     ctx = Context.load(store.context_path)
     assert ctx.name == CONTEXT_NAME and ctx.header["science_size"] == SIZE
@@ -72,16 +72,16 @@ def test_unknown_detector_is_a_clear_error(store):
 def test_sizes_and_environment_choose_separate_stores(tmp_path, monkeypatch):
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "env"))
     small = default_store(SIZE)
-    assert small.directory == tmp_path / "env" / str(SIZE)
+    assert small.directory == tmp_path / "env" / f"{SIZE}_{parameter_fingerprint()}"
     other = default_store(504)
-    assert other.directory == tmp_path / "env" / "504"
+    assert other.directory == tmp_path / "env" / f"504_{parameter_fingerprint()}"
     path = select_reference("gain", META, science_size=SIZE)
     assert path.parent == small.directory
     assert read_reference(path, "gain").data.shape == (SIZE + 8, SIZE + 8)
     with pytest.raises(RomanflowError, match="science size 250 not supported"):
         ReferenceStore(tmp_path, science_size=250)
     seeded = ReferenceStore(tmp_path, science_size=SIZE, seed=5)
-    assert seeded.directory.name == f"{SIZE}_seed5"
+    assert seeded.directory.name == f"{SIZE}_{parameter_fingerprint()}_seed5"
 
 
 def _materialize(root, name):

@@ -40,7 +40,7 @@ def test_arrays_equal_the_detector_model(tmp_path, model):
 
 def test_flat_and_its_no_flat_field_flags(tmp_path, model):
     ref = _synth(tmp_path, "flat", "F129")
-    flat = model.flat("F129")
+    flat = model.flat_dn("F129")  # the response in DN: channel gains folded in
     np.testing.assert_array_equal(ref.data, flat)
     science = np.zeros(flat.shape, bool)
     science[4:-4, 4:-4] = True
@@ -49,7 +49,12 @@ def test_flat_and_its_no_flat_field_flags(tmp_path, model):
     assert np.all(ref.dq[dead] & dq.NO_FLAT_FIELD)
     assert not np.any(ref.dq[~dead] & dq.NO_FLAT_FIELD)
     assert ref.meta["instrument"]["optical_element"] == "F129"
-    assert not np.array_equal(ref.data, model.flat("F158"))  # filters differ
+    assert not np.array_equal(ref.data, model.flat_dn("F158"))  # filters differ
+    # Dividing a rate (DN/s) by the flat gives the rate at the nominal gain: electrons / nominal gain.
+    good = science & ~dead
+    electrons = 100.0 * model.flat("F129")
+    rate = electrons / model.gain
+    np.testing.assert_allclose(rate[good] / ref.data[good], 100.0 / model.nominal_gain, rtol=1e-5)
 
 
 def test_inverse_linearity_accuracy(tmp_path, model):
@@ -85,7 +90,8 @@ def test_photom_matches_a_galsim_ab_source(tmp_path, model):
 
     ref = _synth(tmp_path, "photom")
     assert set(ref.phot_table) == set(IMAGING_FILTERS)
-    gain = float(np.mean(model.gain[4:-4, 4:-4]))
+    gain = model.nominal_gain
+    assert gain == pytest.approx(float(np.mean(model.gain[4:-4, 4:-4])))
     bands = galsim.roman.getBandpasses(AB_zeropoint=True)
     for element, band in (("F158", "H158"), ("F062", "R062")):
         row = ref.phot_table[element]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 
@@ -25,47 +24,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _catalog_path(path: Path) -> Path:
-    stem = path.name[: -len(".asdf")] if path.name.endswith(".asdf") else path.stem
-    for suffix in ("_cal", "_l2"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return path.with_name(f"{stem}_cat.parquet")
-
-
 def run(args) -> int:
-    from romanflow.astrometry.detect import source_catalog, write_source_catalog
-    from romanflow.astrometry.refcat import read_refcat
-    from romanflow.astrometry.tweakreg import TweakregWarning, tweakreg
-    from romanflow.calibrate.assign_wcs import assign_wcs
-    from romanflow.formats.asdf_io import read_l2, write_l2
+    import warnings
 
-    refcat = read_refcat(args.refcat)
-    images, catalogs = [], []
-    for path in args.files:
-        image = read_l2(path)
-        if image.wcs is None:
-            assign_wcs(image, None)
-        images.append(image)
-        catalogs.append(source_catalog(image, snr_threshold=args.snr_threshold))
+    from romanflow.astrometry.pipeline import align_files, describe
+    from romanflow.astrometry.tweakreg import TweakregWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TweakregWarning)
-        tweakreg(images, catalogs, refcat, fitgeometry=args.fitgeometry, per_detector=args.per_detector,
-                 searchrad=args.searchrad, minobj=args.minobj, refcat_name=args.refcat.name)
+        results = align_files(args.files, args.refcat, output_dir=args.output_dir,
+                              snr_threshold=args.snr_threshold, fitgeometry=args.fitgeometry,
+                              per_detector=args.per_detector, searchrad=args.searchrad, minobj=args.minobj)
     for w in caught:
         print(f"romanflow tweakreg: warning: {w.message}")
-    if args.output_dir is not None:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    for path, image, catalog in zip(args.files, images, catalogs):
-        out = (args.output_dir / path.name) if args.output_dir is not None else path
-        write_l2(image, out)
-        write_source_catalog(catalog, _catalog_path(out))
-        result = image.meta.get("wcs_fit_results", {})
-        if result.get("status") == "SUCCESS":
-            rms = result["rms_arcsec"]
-            print(f"{out}: aligned, {result['n_matches']} matches, shift {result['shift_arcsec'][0]:+.3f} "
-                  f"{result['shift_arcsec'][1]:+.3f} arcsec, rotation {result['rotation_deg']:+.5f} deg, "
-                  f"rms {1000 * rms[0]:.1f} {1000 * rms[1]:.1f} mas")
-        else:
-            print(f"{out}: WCS unchanged ({result.get('reason', 'not aligned')})")
+    for out, result in results:
+        print(describe(out, result))
     return 0

@@ -4,7 +4,9 @@ Kernel (:func:`detect_point_sources`): arrays in, table out. Background by
 :class:`photutils.background.Background2D`; detection by peaks of the
 matched-filter S/N map (image convolved with the effective PSF, divided by the
 noise of that sum); positions and fluxes by fitting the effective PSF
-(:class:`photutils.psf.ImagePSF`) with simultaneous fits of close groups.
+(bilinear interpolation of the oversampled samples, Gauss-Newton in a 5x5 box;
+neighbours closer than a few pixels are handled by fitting every source with
+the current models of the others subtracted, over a few passes).
 
 Wrapper (:func:`source_catalog`): reads the detector and filter from the
 metadata, takes the PSF from :mod:`romanflow.psf`, adds sky positions from the
@@ -13,8 +15,10 @@ image's WCS. Catalog files: :func:`write_source_catalog` (Parquet with units).
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import numba
 import numpy as np
 
 from romanflow import dq as dqbits
@@ -32,7 +36,10 @@ SOURCE_FLAGS = {
 FIT_SHAPE = 5  #: PSF-fit box (pixels per side)
 BLEND_RADIUS = 4.0  #: detections closer than this (pixels) are fitted together and flagged BLENDED
 PSF_OVERSAMPLE = 4
-PSF_SIZE = 21  #: effective-PSF image extent used for fitting (native pixels)
+PSF_SIZE = 64  #: effective-PSF image extent used for fitting and for removing fitted sources (native pixels)
+MODEL_HALF = 30  #: half-size of each fitted model (wings included) removed while fitting its neighbours
+N_PASSES = 3  #: passes over all sources (blends converge as the neighbours' models improve)
+XY_BOUND = 1.5  #: largest move of a fit from its detection peak (pixels)
 
 _COLUMNS = {
     # name: (unit, description)
@@ -49,12 +56,6 @@ _COLUMNS = {
     "ra": ("deg", "ICRS right ascension from the image WCS"),
     "dec": ("deg", "ICRS declination from the image WCS"),
 }
-
-
-def _psf_model(psf, oversample):
-    from photutils.psf import ImagePSF
-
-    return ImagePSF(np.asarray(psf, dtype=float), oversampling=oversample)
 
 
 def _native_kernel(psf, oversample):
@@ -117,7 +118,10 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
 
     kernel = _native_kernel(psf, oversample)
     signal = convolve(residual, kernel, normalize_kernel=False, boundary="fill", fill_value=0.0)
-    noise = np.sqrt(convolve(np.where(bad, 0.0, sigma**2), kernel**2, normalize_kernel=False,
+    # the detection noise is the sky's (the sources' own shot noise would carve a dip, and a ring of
+    # false peaks, into the S/N map of every bright star)
+    sky_variance = np.minimum(sigma, background_rms) ** 2
+    noise = np.sqrt(convolve(np.where(bad, 0.0, sky_variance), kernel**2, normalize_kernel=False,
                              boundary="fill", fill_value=0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         snr_map = np.where(noise > 0, signal / noise, 0.0)
@@ -134,39 +138,180 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
     return _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr)
 
 
-def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
-    from astropy.table import QTable
-    from photutils.psf import PSFPhotometry, SourceGrouper
+@numba.njit(cache=True)
+def _psf_fit_kernel(work, weight, epsf, oversample, x, y, flux, x0, y0, half, stamp, n_pass, max_iter, bound,
+                    cov, status):
+    """Fit (flux, x, y) of point sources with an oversampled effective PSF (in place).
 
+    work : (ny, nx) float64, background-subtracted data (DN/s) with the current
+    models of all sources removed (updated as the fits change); weight : 1/σ²
+    per pixel (0 for masked pixels); epsf : (n, n) effective PSF sampled every
+    1/oversample pixel with the source at (n-1)/2, bilinearly interpolated (as
+    the rendering does); x, y, flux : starting values, replaced by the fit;
+    x0, y0 : detection positions (the fit may move ``bound`` pixels from them);
+    half : fit box half-size (pixels); stamp : half-size of the model removed
+    from ``work``; n_pass : passes over all sources (neighbours' models are
+    those of the previous fits); cov : (n, 3, 3) output covariance of
+    (flux, x, y); status : 0 ok, 1 no usable pixels or singular, 2 moved
+    beyond ``bound`` or no positive flux.
+    """
+    ny, nx = work.shape
+    n = epsf.shape[0]
+    c = (n - 1) / 2.0
+    nsrc = x.shape[0]
+    for p in range(n_pass):
+        for s in range(nsrc):
+            # put this source's model back
+            ix = int(math.floor(x[s] + 0.5))
+            iy = int(math.floor(y[s] + 0.5))
+            for py in range(max(iy - stamp, 0), min(iy + stamp + 1, ny)):
+                for px in range(max(ix - stamp, 0), min(ix + stamp + 1, nx)):
+                    work[py, px] += flux[s] * _epsf_at(epsf, c, oversample, px - x[s], py - y[s])
+            bx = int(math.floor(x0[s] + 0.5))
+            by = int(math.floor(y0[s] + 0.5))
+            xs, ys, fs = x[s], y[s], flux[s]
+            if p == 0:  # starting flux: weighted linear fit of the PSF at the detection position
+                num = 0.0
+                den = 0.0
+                for py in range(max(by - half, 0), min(by + half + 1, ny)):
+                    for px in range(max(bx - half, 0), min(bx + half + 1, nx)):
+                        m = _epsf_at(epsf, c, oversample, px - xs, py - ys)
+                        num += weight[py, px] * m * work[py, px]
+                        den += weight[py, px] * m * m
+                fs = num / den if den > 0 else 0.0
+            ok = 1
+            for it in range(max_iter):
+                a = np.zeros((3, 3))
+                b = np.zeros(3)
+                npix = 0
+                for py in range(max(by - half, 0), min(by + half + 1, ny)):
+                    for px in range(max(bx - half, 0), min(bx + half + 1, nx)):
+                        w = weight[py, px]
+                        if w <= 0:
+                            continue
+                        npix += 1
+                        m, gx, gy = _epsf_grad(epsf, c, oversample, px - xs, py - ys)
+                        r = work[py, px] - fs * m
+                        j0 = m
+                        j1 = -fs * gx  # d model / d x_source
+                        j2 = -fs * gy
+                        a[0, 0] += w * j0 * j0
+                        a[0, 1] += w * j0 * j1
+                        a[0, 2] += w * j0 * j2
+                        a[1, 1] += w * j1 * j1
+                        a[1, 2] += w * j1 * j2
+                        a[2, 2] += w * j2 * j2
+                        b[0] += w * j0 * r
+                        b[1] += w * j1 * r
+                        b[2] += w * j2 * r
+                a[1, 0] = a[0, 1]
+                a[2, 0] = a[0, 2]
+                a[2, 1] = a[1, 2]
+                if npix < 4 or np.linalg.cond(a) > 1e12:
+                    ok = 0
+                    break
+                step = np.linalg.solve(a, b)
+                dx, dy = step[1], step[2]
+                shift = math.hypot(dx, dy)
+                if shift > 0.3:  # damp large position steps
+                    dx *= 0.3 / shift
+                    dy *= 0.3 / shift
+                fs += step[0]
+                xs += dx
+                ys += dy
+                if abs(xs - x0[s]) > bound or abs(ys - y0[s]) > bound:
+                    break
+                if shift < 1e-5:
+                    break
+            if ok == 1 and fs > 0 and abs(xs - x0[s]) <= bound and abs(ys - y0[s]) <= bound:
+                x[s], y[s], flux[s] = xs, ys, fs
+                status[s] = 0
+                if p == n_pass - 1:
+                    cov[s] = np.linalg.inv(a)
+            else:
+                status[s] = 1 if ok == 0 else 2
+                if p == 0:
+                    flux[s] = max(fs, 0.0) if ok == 1 else 0.0
+            # remove the (new) model
+            ix = int(math.floor(x[s] + 0.5))
+            iy = int(math.floor(y[s] + 0.5))
+            for py in range(max(iy - stamp, 0), min(iy + stamp + 1, ny)):
+                for px in range(max(ix - stamp, 0), min(ix + stamp + 1, nx)):
+                    work[py, px] -= flux[s] * _epsf_at(epsf, c, oversample, px - x[s], py - y[s])
+
+
+@numba.njit(cache=True, inline="always")
+def _epsf_at(epsf, c, oversample, dx, dy):
+    """Bilinear interpolation of the effective PSF at offset (dx, dy) pixels from the source."""
+    n = epsf.shape[0]
+    fx = c + dx * oversample
+    fy = c + dy * oversample
+    kx = int(math.floor(fx))
+    ky = int(math.floor(fy))
+    if kx < 0 or ky < 0 or kx + 1 >= n or ky + 1 >= n:
+        return 0.0
+    tx = fx - kx
+    ty = fy - ky
+    return ((1 - ty) * ((1 - tx) * epsf[ky, kx] + tx * epsf[ky, kx + 1])
+            + ty * ((1 - tx) * epsf[ky + 1, kx] + tx * epsf[ky + 1, kx + 1]))
+
+
+@numba.njit(cache=True, inline="always")
+def _epsf_grad(epsf, c, oversample, dx, dy):
+    """Value and derivatives along dx, dy (per pixel) of the interpolated effective PSF."""
+    n = epsf.shape[0]
+    fx = c + dx * oversample
+    fy = c + dy * oversample
+    kx = int(math.floor(fx))
+    ky = int(math.floor(fy))
+    if kx < 0 or ky < 0 or kx + 1 >= n or ky + 1 >= n:
+        return 0.0, 0.0, 0.0
+    tx = fx - kx
+    ty = fy - ky
+    e00, e01, e10, e11 = epsf[ky, kx], epsf[ky, kx + 1], epsf[ky + 1, kx], epsf[ky + 1, kx + 1]
+    v = (1 - ty) * ((1 - tx) * e00 + tx * e01) + ty * ((1 - tx) * e10 + tx * e11)
+    gx = ((1 - ty) * (e01 - e00) + ty * (e11 - e10)) * oversample
+    gy = ((1 - tx) * (e10 - e00) + tx * (e11 - e01)) * oversample
+    return v, gx, gy
+
+
+def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
     ny, nx = residual.shape
-    model = _psf_model(psf, oversample)
-    init = QTable({"x": px, "y": py})
-    phot = PSFPhotometry(model, (FIT_SHAPE, FIT_SHAPE), grouper=SourceGrouper(min_separation=BLEND_RADIUS),
-                         aperture_radius=2.5, xy_bounds=(1.5, 1.5))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = phot(residual, mask=bad, error=sigma, init_params=init)
-    x = np.asarray(result["x_fit"], dtype=float)
-    y = np.asarray(result["y_fit"], dtype=float)
-    flux = np.asarray(result["flux_fit"], dtype=float)
-    x_err = np.asarray(result["x_err"], dtype=float)
-    y_err = np.asarray(result["y_err"], dtype=float)
-    flux_err = np.asarray(result["flux_err"], dtype=float)
-    group_size = np.asarray(result["group_size"]) if "group_size" in result.colnames else np.ones(len(x), int)
+    weight = np.where(bad | ~(sigma > 0), 0.0, 1.0 / np.where(sigma > 0, sigma, 1.0) ** 2)
+    epsf = np.ascontiguousarray(psf, dtype=np.float64)
+    order = np.argsort(-peak_snr, kind="stable")  # brightest first: their models leave the faint ones
+    x = px[order].astype(np.float64)
+    y = py[order].astype(np.float64)
+    x0, y0 = x.copy(), y.copy()
+    flux = np.zeros(len(x))
+    cov = np.full((len(x), 3, 3), np.nan)
+    status = np.zeros(len(x), np.int64)
+    work = np.ascontiguousarray(residual, dtype=np.float64).copy()
+    half = FIT_SHAPE // 2
+    _psf_fit_kernel(work, np.ascontiguousarray(weight), epsf, int(oversample), x, y, flux, x0, y0, half,
+                    MODEL_HALF, N_PASSES, 30, XY_BOUND, cov, status)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    x, y, flux, cov, status = x[back], y[back], flux[back], cov[back], status[back]
+    flux_err = np.sqrt(cov[:, 0, 0])
+    x_err = np.sqrt(cov[:, 1, 1])
+    y_err = np.sqrt(cov[:, 2, 2])
 
     flags = np.zeros(len(x), np.uint32)
-    half = FIT_SHAPE // 2
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+    ok = (status == 0) & np.isfinite(x) & np.isfinite(y) & np.isfinite(flux_err) & (flux_err > 0)
     flags[~ok] |= SOURCE_FLAGS["FIT_FAILED"]
-    fit_flags = np.asarray(result["flags"]) if "flags" in result.colnames else np.zeros(len(x), int)
-    flags[(fit_flags & (4 | 8 | 16 | 32)) != 0] |= SOURCE_FLAGS["FIT_FAILED"]  # fit failed/bounded/no error
-    xi = np.where(np.isfinite(x), np.rint(x), px).astype(int)
-    yi = np.where(np.isfinite(y), np.rint(y), py).astype(int)
+    xi = np.rint(x).astype(int)
+    yi = np.rint(y).astype(int)
     edge = (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) | (yi + half > ny - 1)
     flags[edge] |= SOURCE_FLAGS["EDGE"]
-    flags[group_size > 1] |= SOURCE_FLAGS["BLENDED"]
+    if len(x) > 1:
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(np.column_stack([x, y])).query_pairs(BLEND_RADIUS, output_type="ndarray")
+        flags[np.unique(pairs.ravel())] |= SOURCE_FLAGS["BLENDED"]
     for k in range(len(x)):
-        sl = (slice(max(yi[k] - half, 0), yi[k] + half + 1), slice(max(xi[k] - half, 0), xi[k] + half + 1))
+        sl = (slice(max(yi[k] - half, 0), max(yi[k] + half + 1, 0)),
+              slice(max(xi[k] - half, 0), max(xi[k] + half + 1, 0)))
         box = dq[sl]
         if np.any(box & dqbits.SATURATED):
             flags[k] |= SOURCE_FLAGS["SATURATED"]

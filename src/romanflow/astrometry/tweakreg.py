@@ -10,8 +10,9 @@ from the sources of all detectors together, in the gnomonic tangent plane
    offset within ``searchrad`` is voted into a 2-D histogram; the densest cell
    gives the rotation and shift (handles ~2″ and ~0.05° errors).
 2. Matching: one-to-one nearest neighbours within ``tolerance``.
-3. Fit: ``ref = s·R(θ)·src + t`` (``rshift``: s = 1; ``rscale``: s free) by
-   least squares with ``nclip`` rounds of ``sigma`` clipping; then the match
+3. Fit: ``ref = s·R(θ)·src + t`` (``rshift``: s = 1; ``rscale``: s free) by weighted
+   least squares (weights 1/σ² from the PSF-fit and catalog position errors)
+   with ``nclip`` rounds of ``sigma`` clipping; then the match
    tolerance shrinks to a few times the residual RMS and the fit is redone.
 4. The fit becomes a new pointing: the reference point moves to the image of
    the tangent point, ``roll_ref`` changes by −θ, the velocity-aberration scale
@@ -34,11 +35,16 @@ from romanflow import geometry
 from romanflow.astrometry.detect import SOURCE_FLAGS, add_sky_positions
 from romanflow.astrometry.refcat import decimal_year, refcat_at_epoch
 from romanflow.calibrate.steps_common import COMPLETE, SKIPPED, mark_step
+from romanflow.detector import PIXEL_SCALE
 from romanflow.exposure import get_meta
 
 #: Flags that exclude a source from the fit.
 EXCLUDE_FLAGS = (SOURCE_FLAGS["SATURATED"] | SOURCE_FLAGS["EDGE"] | SOURCE_FLAGS["BAD_PIXEL"]
                  | SOURCE_FLAGS["FIT_FAILED"])
+
+
+#: Added in quadrature to every pair's position error (arcsec): PSF-model and distortion residuals.
+POSITION_ERROR_FLOOR = 0.001
 
 
 class TweakregWarning(UserWarning):
@@ -122,15 +128,20 @@ def match_one_to_one(src, ref, tolerance):
     return i[mutual], j[mutual]
 
 
-def fit_similarity(src, ref, *, fitgeometry="rshift"):
-    """Least-squares ``ref ≈ s·R(θ)·src + t``. Returns (theta_deg, scale, t (2,))."""
-    cs, cr = src.mean(axis=0), ref.mean(axis=0)
+def fit_similarity(src, ref, *, fitgeometry="rshift", weights=None):
+    """Weighted least-squares ``ref ≈ s·R(θ)·src + t``. Returns (theta_deg, scale, t (2,)).
+
+    ``weights`` (n,): 1/σ² of each pair (equal weights when None).
+    """
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
+    wsum = max(float(w.sum()), 1e-300)
+    cs, cr = (w @ src) / wsum, (w @ ref) / wsum
     a, b = src - cs, ref - cr
-    sxx = np.sum(a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1])
-    sxy = np.sum(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+    sxx = np.sum(w * (a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1]))
+    sxy = np.sum(w * (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]))
     theta = math.atan2(sxy, sxx)
     if fitgeometry == "rscale":
-        scale = math.hypot(sxx, sxy) / max(np.sum(a**2), 1e-300)
+        scale = math.hypot(sxx, sxy) / max(np.sum(w[:, None] * a**2), 1e-300)
     elif fitgeometry == "rshift":
         scale = 1.0
     else:
@@ -147,25 +158,31 @@ def _apply(theta_deg, scale, t, xy):
     return xy @ rot.T + t
 
 
-def clipped_fit(src, ref, *, fitgeometry="rshift", nclip=3, sigma=3.0, min_matches=3):
+def clipped_fit(src, ref, *, fitgeometry="rshift", nclip=3, sigma=3.0, min_matches=3, errors=None):
     """:func:`fit_similarity` with ``nclip`` rounds of ``sigma`` clipping.
+
+    ``errors`` (n,): 1-σ position uncertainty of each pair (arcsec, per axis);
+    the fit is weighted by 1/errors² and pairs are clipped on their residual in
+    units of their error, scaled by the RMS of those normalised residuals.
 
     Returns (theta_deg, scale, t, keep mask, residuals (n, 2) arcsec).
     """
+    err = np.ones(len(src)) if errors is None else np.maximum(np.asarray(errors, float), 1e-6)
+    weights = 1.0 / err**2
     keep = np.ones(len(src), bool)
     for _ in range(nclip + 1):
         if keep.sum() < min_matches:
             break
-        theta, scale, t = fit_similarity(src[keep], ref[keep], fitgeometry=fitgeometry)
+        theta, scale, t = fit_similarity(src[keep], ref[keep], fitgeometry=fitgeometry, weights=weights[keep])
         resid = ref - _apply(theta, scale, t, src)
-        r = np.hypot(resid[:, 0], resid[:, 1])
-        rms = math.sqrt(np.mean(r[keep] ** 2) / 2.0) if keep.any() else 0.0
-        new_keep = r <= sigma * max(rms, 1e-6) * math.sqrt(2.0)
+        chi = np.hypot(resid[:, 0], resid[:, 1]) / err
+        spread = math.sqrt(np.mean(chi[keep] ** 2) / 2.0) if keep.any() else 0.0
+        new_keep = chi <= sigma * max(spread, 1e-6) * math.sqrt(2.0)
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-    theta, scale, t = fit_similarity(src[keep], ref[keep], fitgeometry=fitgeometry) if keep.sum() >= 2 \
-        else (0.0, 1.0, np.zeros(2))
+    theta, scale, t = fit_similarity(src[keep], ref[keep], fitgeometry=fitgeometry, weights=weights[keep]) \
+        if keep.sum() >= 2 else (0.0, 1.0, np.zeros(2))
     resid = ref - _apply(theta, scale, t, src)
     return theta, scale, t, keep, resid
 
@@ -175,6 +192,14 @@ def _xy(table):
     x = table["x"]
     y = table["y"]
     return (np.asarray(getattr(x, "value", x), float), np.asarray(getattr(y, "value", y), float))
+
+
+def _position_error(table):
+    """Per-axis 1-σ position error of each source (arcsec), from the PSF-fit x/y errors."""
+    x_err = np.asarray(getattr(table["x_err"], "value", table["x_err"]), float)
+    y_err = np.asarray(getattr(table["y_err"], "value", table["y_err"]), float)
+    err = np.sqrt((x_err**2 + y_err**2) / 2.0) * PIXEL_SCALE
+    return np.where(np.isfinite(err), err, 1.0)
 
 
 def _usable(table, snr_min):
@@ -241,10 +266,13 @@ def _align_group(images, catalogs, refcat, *, fitgeometry, searchrad, max_rotati
         return
 
     src = np.column_stack(tangent_plane(*_sky(images, pix, good).T, pointing.ra_ref, pointing.dec_ref))
+    src_err = np.concatenate([_position_error(cat)[g] for cat, g in zip(catalogs, good)])
+    ref_err = np.hypot(ref["ra_error"].to_numpy(float), ref["dec_error"].to_numpy(float)) / math.sqrt(2) / 1000.0
     # keep the reference stars near the sources
     lo, hi = src.min(axis=0) - 2 * searchrad - 10, src.max(axis=0) + 2 * searchrad + 10
     near = np.all((ref_xy >= lo) & (ref_xy <= hi), axis=1)
     ref_xy = ref_xy[near]
+    ref_err = ref_err[near]
     theta0, shift0, votes = coarse_offset(src, ref_xy, searchrad=searchrad, max_rotation=max_rotation)
     if votes < max(3, minobj // 2):
         _fail(images, f"no consistent offset between sources and reference stars ({votes} votes)", votes,
@@ -265,8 +293,9 @@ def _align_group(images, catalogs, refcat, *, fitgeometry, searchrad, max_rotati
                 for im in images:
                     _set_wcs(im, pointing)
             return
+        errors = np.sqrt(src_err[i] ** 2 + ref_err[j] ** 2 + POSITION_ERROR_FLOOR**2)
         theta, scale, t, keep, resid = clipped_fit(src[i], ref_xy[j], fitgeometry=fitgeometry, nclip=nclip,
-                                                   sigma=sigma)
+                                                   sigma=sigma, errors=errors)
         rms = np.sqrt(np.mean(resid[keep] ** 2, axis=0))
         rms_total = float(np.hypot(*rms))
         # express the fit, made in the tangent plane of `current`, as a new pointing

@@ -270,10 +270,11 @@ def calibrate(inputs, output_dir=None, *, options: CalibrationOptions | None = N
     progress : callable, optional
         Called with each finished output path (e.g. to advance a progress bar).
     """
+    from romanflow.formats import check_l1
+
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
-    for p in paths:
-        if not p.exists():
-            raise RomanflowError(f"{p}: no such file")
+    for p in paths:  # every input is checked before any work starts
+        check_l1(p)
     options = options or CalibrationOptions()
     workers = min(len(paths), workers or os.cpu_count() or 1)
     if workers <= 1:

@@ -2,6 +2,7 @@
 
 from romanflow.formats.asdf_io import (
     atomic_path,
+    check_l1,
     open_model,
     read_l1,
     read_l2,
@@ -10,4 +11,4 @@ from romanflow.formats.asdf_io import (
     write_l2,
 )
 
-__all__ = ["atomic_path", "open_model", "read_l1", "read_l2", "to_plain", "write_l1", "write_l2"]
+__all__ = ["atomic_path", "check_l1", "open_model", "read_l1", "read_l2", "to_plain", "write_l1", "write_l2"]

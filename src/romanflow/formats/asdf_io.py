@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,10 @@ def open_model(path, expected: str | tuple[str, ...] | None = None):
         raise InputFileError(path, "file is empty")
     rdm = _rdm()
     try:
-        model = rdm.open(path)
+        with warnings.catch_warnings():
+            # a renamed file is legitimate: its meta.filename is simply updated in memory
+            warnings.filterwarnings("ignore", message=".*does not match filename.*")
+            model = rdm.open(path)
     except Exception as exc:  # asdf/yaml/validation errors carry long messages
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputFileError(path, f"not a readable Roman ASDF product (truncated or corrupt?): {first[:200]}") from None
@@ -122,21 +126,40 @@ def _check_meta(path, meta, required):
         raise InputFileError(path, f"missing metadata: {', '.join('meta.' + k for k in missing)}")
 
 
+def _check_l1_model(path, model) -> dict:
+    """Metadata of an open L1 model after checking what calibration needs (no array is read)."""
+    meta = to_plain(model.meta)
+    _check_meta(path, meta, REQUIRED_L1_META)
+    shape = tuple(model["data"].shape) if "data" in model else ()
+    if len(shape) != 3:
+        raise InputFileError(path, f"data has shape {shape}: expected (n_resultants, ny, nx)")
+    n_res = len(meta["exposure"]["read_pattern"])
+    if shape[0] != n_res:
+        raise InputFileError(path, f"data has {shape[0]} resultants but the read pattern describes {n_res}")
+    if shape[1] != shape[2] or (shape[2] - 8) <= 0 or shape[2] % 128:
+        raise InputFileError(path, f"frames of {shape[1]}x{shape[2]} pixels: expected square frames of a multiple "
+                                   "of 128 pixels (4096 for a full detector), reference border included")
+    if "amp33" not in model:
+        raise InputFileError(path, "no amp33 array")
+    return meta
+
+
+def check_l1(path) -> dict:
+    """Check an L1 file can be calibrated (type, metadata, shapes) without reading its arrays.
+
+    Returns its metadata; raises :class:`InputFileError` naming the file and the problem.
+    """
+    with open_model(path, ("ScienceRawModel", "RampModel")) as model:
+        return _check_l1_model(path, model)
+
+
 def read_l1(path) -> RampExposure:
     """Read an L1 (``ScienceRawModel``) file into a :class:`RampExposure`."""
     model = open_model(path, ("ScienceRawModel", "RampModel"))
     with model:
-        meta = to_plain(model.meta)
-        _check_meta(path, meta, REQUIRED_L1_META)
+        meta = _check_l1_model(path, model)
         raw = type(model).__name__ == "ScienceRawModel"
         data = _load_array(path, model, "data")
-        if data.ndim != 3:
-            raise InputFileError(path, f"data has shape {data.shape}: expected (n_resultants, ny, nx)")
-        n_res = len(meta["exposure"]["read_pattern"])
-        if data.shape[0] != n_res:
-            raise InputFileError(
-                path, f"data has {data.shape[0]} resultants but the read pattern describes {n_res}"
-            )
         amp33 = _load_array(path, model, "amp33")
         optional = {}
         for name in ("resultantdq", "reference_read", "reference_amp33") if raw else ("groupdq", "pixeldq"):

@@ -171,13 +171,6 @@ def reference_meta(
     return meta
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def write_reference(path, reftype: str, meta: dict, **content) -> Path:
     """Write a reference file of type ``reftype`` as a validated ``<Type>RefModel``.
 
@@ -188,7 +181,7 @@ def write_reference(path, reftype: str, meta: dict, **content) -> Path:
     reftype : str
         One of :data:`REFERENCE_TYPES`.
     meta : dict
-        Reference metadata (see :func:`reference_meta`); merged over the schema defaults.
+        Reference metadata (see :func:`reference_meta`); keys left out get the schema's placeholders.
     **content
         The type's arrays (cast to the schema dtypes) and objects, e.g.
         ``dark_slope=..., dark_slope_error=..., dq=...`` or ``phot_table={...}``.

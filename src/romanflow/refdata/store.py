@@ -4,10 +4,11 @@ A store is a folder holding one context file (:data:`CONTEXT_NAME`
 ``.context.yaml``) and the reference files it names, synthesized from
 :class:`~romanflow.detector_model.DetectorModel`. The context lists every file
 the store can provide (18 detectors × all types × imaging filters); each file
-is written on first use and kept. Stores of different science sizes (or
-parameter seeds) live in separate folders:
+is written on first use and kept. Stores of different science sizes,
+parameter seeds or versions of the synthesizing code live in separate folders:
 
-``$ROMANFLOW_REFDATA/<size>/`` (default ``~/.cache/romanflow/refdata/<size>/``).
+``$ROMANFLOW_REFDATA/<size>_<fingerprint>/`` (default
+``~/.cache/romanflow/refdata/<size>_<fingerprint>/``).
 
 Several processes may share a store: a file is produced under an exclusive
 lock and appears under its final name only once complete.
@@ -35,6 +36,26 @@ STORE_ENV = "ROMANFLOW_REFDATA"
 FILE_VERSION = "0001"
 
 
+def parameter_fingerprint() -> str:
+    """Short hash of the code that defines the synthesized files.
+
+    The detector parameter model, the geometry and the synthesizer decide every
+    value the store writes; a store built by another version of them lives in
+    another folder, so a cache can never serve files that disagree with the
+    simulator.
+    """
+    import hashlib
+    import inspect
+
+    from romanflow import detector_model, geometry
+    from romanflow.refdata import synthesize
+
+    digest = hashlib.sha256()
+    for module in (detector_model, geometry, synthesize):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:10]
+
+
 def default_store_root() -> Path:
     """Folder holding the per-size stores: ``$ROMANFLOW_REFDATA`` or ``~/.cache/romanflow/refdata``."""
     env = os.environ.get(STORE_ENV)
@@ -58,8 +79,8 @@ class ReferenceStore:
     ----------
     root : str or Path, optional
         Folder holding the stores (default :func:`default_store_root`); this
-        store lives in ``root/<science_size>`` (``_seed<seed>`` appended for a
-        non-default parameter seed).
+        store lives in ``root/<science_size>_<fingerprint>`` (``_seed<seed>``
+        appended for a non-default parameter seed), see :func:`parameter_fingerprint`.
     science_size : int
         Science pixels per side (4088 full size).
     seed : int
@@ -71,7 +92,8 @@ class ReferenceStore:
         self.science_size = int(science_size)
         self.seed = int(seed)
         base = Path(root).expanduser() if root is not None else default_store_root()
-        name = str(self.science_size) + ("" if self.seed == DEFAULT_MODEL_SEED else f"_seed{self.seed}")
+        name = f"{self.science_size}_{parameter_fingerprint()}"
+        name += "" if self.seed == DEFAULT_MODEL_SEED else f"_seed{self.seed}"
         self.directory = base / name
         self._recipes: dict[str, tuple] = {}
         self.context = self._build_context()

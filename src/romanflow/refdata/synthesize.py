@@ -24,7 +24,8 @@ Photometric conversion
 For a source of constant f_ν, galsim.roman's AB-zeropointed bandpasses give a
 photon rate per unit collecting area ``10**(-0.4 (m_AB - zp))`` (photons/s/cm²).
 Multiplying by the collecting area A (cm²) gives e-/s, dividing by the gain g
-(e-/DN, mean over the detector's channels) gives DN/s. So 1 DN/s corresponds
+(e-/DN, the detector's nominal gain; the FLAT folds each channel's departure
+from it into the response) gives DN/s. So 1 DN/s corresponds
 to f_ν = 3631 Jy · g · 10**(-0.4 zp) / A, and spread over one nominal pixel
 of Ω = (0.11″)² sr, ``photmjsr = 3631e-6 · g · 10**(-0.4 zp) / (A · Ω)``
 in (MJy/sr)/(DN/s). Its uncertainty is set to :data:`PHOTOM_RELATIVE_UNCERTAINTY`
@@ -263,7 +264,7 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
         return write_reference(path, reftype, _meta(reftype, model, "read noise (DN per read)"),
                                data=model.read_noise)
     if reftype == "flat":
-        flat = model.flat(optical_element)
+        flat = model.flat_dn(optical_element)  # response in DN: the channel gains are folded in
         flat_dq = zeros_dq.copy()
         science = np.zeros(shape, dtype=bool)
         science[N_BORDER:-N_BORDER, N_BORDER:-N_BORDER] = True
@@ -274,7 +275,7 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
         return write_reference(
             path, reftype, _meta(reftype, model, "distortion: detector pixels -> (v2, v3) arcsec", optical_element),
             coordinate_distortion_transform=_distortion(model.detector, model.science_size))
-    gain = float(np.mean(model.gain[model.science]))
+    gain = model.nominal_gain
     table = {element: photometric_conversion(element, gain) for element in IMAGING_FILTERS}
     return write_reference(path, reftype, _meta(reftype, model, "photometric conversion per filter"),
                            phot_table=table)

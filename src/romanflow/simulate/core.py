@@ -16,12 +16,13 @@ Outputs of :func:`simulate` in ``output_dir``, for each detector ``wfiNN``:
 ``truth/<root>_wfiNN_sources.parquet``
     Sources on or near the detector: ``source_id``, ``type``, true ``ra``/``dec``
     at the exposure epoch (deg), ``x``/``y`` (0-based science pixels, the frame
-    of L2 images), ``flux_e`` (e-/s), ``flux_dn`` (DN/s with the gain of the
-    source's readout channel), ``mag`` (AB in the filter), ``on_detector``.
+    of L2 images), ``flux_e`` (e-/s), ``flux_dn`` (DN/s at the detector's nominal
+    gain, the unit of flat-fielded L2 images), ``mag`` (AB in the filter), ``on_detector``.
 ``truth/<root>_wfiNN_rate.npy``
     Noiseless scene rate (sources + sky) in DN/s on the science pixels
-    (``science_size²`` float32): what a perfectly calibrated L2 image shows
-    (flat field divided out, dark subtracted).
+    (``science_size²`` float32) at the nominal gain: what a perfectly calibrated
+    L2 image shows (flat field, which carries the channel gains, divided out;
+    dark subtracted).
 ``truth/<root>_wfiNN_cosmic_rays.parquet``
     Injected hits: ``x``, ``y`` (0-based science pixels), ``read`` (1-based: the
     first read containing the charge), ``amplitude_e`` (e-).
@@ -313,8 +314,6 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     # --- truth
     xs, ys = x[idx], y[idx]
     on = projection.contains(xs, ys)
-    col = np.clip(np.floor(xs + 0.5).astype(np.int64), 0, science_size - 1) + N_BORDER
-    gain_at = gain[N_BORDER, col]  # gain is uniform within a channel (columns)
     sources = pd.DataFrame({
         "source_id": sub["source_id"].to_numpy(np.int64),
         "type": sub["type"].astype(str).to_numpy(),
@@ -323,11 +322,12 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
         "x": xs,
         "y": ys,
         "flux_e": flux_e,
-        "flux_dn": flux_e / gain_at,
+        "flux_dn": flux_e / model.nominal_gain,
         "mag": mags,
         "on_detector": on,
     })
-    rate_dn = ((sources_e + np.float32(sky_e)) / gain[sci]).astype(np.float32)
+    # What an ideal, flat-fielded L2 shows: DN/s of a detector at the nominal gain everywhere.
+    rate_dn = ((sources_e + np.float32(sky_e)) / np.float32(model.nominal_gain)).astype(np.float32)
     cosmic_rays = pd.DataFrame({
         "x": hits["x"] - N_BORDER,
         "y": hits["y"] - N_BORDER,

@@ -1,0 +1,212 @@
+"""Run a task graph in-process, on a local Dask cluster, or on an existing Dask scheduler.
+
+The executor only orders and dispatches tasks; the work is in
+:mod:`romanflow.run.tasks`. Every executor
+
+* skips tasks the ledger records as done (so a rerun resumes a killed run),
+* clears the hidden ``.*.partial`` folders a killed run left behind,
+* keeps going past a failed task with the tasks that do not depend on it, then
+  raises one error naming the first failure,
+* reports progress over tasks (tqdm).
+
+On Dask each worker runs one task at a time (one thread), with numba capped to
+one thread and a memory limit per worker, so a task's memory is bounded by
+the worker's limit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from romanflow.errors import RomanflowError
+from romanflow.run.graph import TaskGraph
+from romanflow.run.ledger import Ledger, remove_partials
+from romanflow.run.tasks import execute
+
+#: Seconds to wait for an existing scheduler before giving up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class RunReport:
+    """What a run did."""
+
+    executor: str
+    n_tasks: int
+    done: list = field(default_factory=list)  #: task summaries run now
+    skipped: list = field(default_factory=list)  #: keys found complete in the ledger
+    failed: dict = field(default_factory=dict)  #: key -> error text
+    wall_s: float = 0.0
+    detectors: int = 0  #: detector exposures calibrated in this run
+
+    def seconds_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.done:
+            out[s["kind"]] = out.get(s["kind"], 0.0) + s["seconds"]
+        return out
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="task", desc=desc, disable=not enabled, file=sys.stderr)
+
+
+class InProcessExecutor:
+    """Run tasks one after another in this process (the default)."""
+
+    name = "in-process"
+
+    def __init__(self, numba_threads: int | None = None):
+        self.numba_threads = numba_threads
+
+    def run(self, graph: TaskGraph, todo: list, report: RunReport, progress: bool) -> None:
+        root = str(graph.root)
+        broken: set[str] = set()
+        with _bar(len(todo), progress, "romanflow run") as bar:
+            for task in todo:
+                if any(d in broken for d in task.deps):
+                    broken.add(task.key)
+                    report.failed.setdefault(task.key, "a task it needs failed")
+                    bar.update(1)
+                    continue
+                try:
+                    summary = execute(task, root, self.numba_threads)
+                except Exception as exc:  # noqa: BLE001 - reported with the task's name
+                    broken.add(task.key)
+                    report.failed[task.key] = f"{type(exc).__name__}: {exc}"
+                else:
+                    report.done.append(summary)
+                bar.set_postfix_str(task.key[:40])
+                bar.update(1)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Submit tasks to a Dask distributed cluster: a new local one, or an existing scheduler."""
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None, memory_limit=None,
+                 numba_threads: int = 1, quiet: bool = False):
+        from distributed import Client, LocalCluster
+
+        self.cluster = None
+        self.numba_threads = numba_threads
+        if scheduler:
+            self.name = f"dask scheduler {scheduler}"
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise RomanflowError(f"cannot reach the Dask scheduler at {scheduler} within "
+                                     f"{CONNECT_TIMEOUT_S:.0f} s ({type(exc).__name__}): is it running?") from None
+            except ValueError as exc:
+                raise RomanflowError(f"bad scheduler address {scheduler!r}: {exc}") from None
+        else:
+            import logging
+
+            n = int(workers or 1)
+            if n < 1:
+                raise RomanflowError(f"--workers must be at least 1, got {n}")
+            if memory_limit is None:
+                memory_limit = _default_memory_limit(n)
+            self.name = f"dask local cluster ({n} workers)"
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                        memory_limit=memory_limit, silence_logs=logging.ERROR,
+                                        env={"NUMBA_NUM_THREADS": str(numba_threads),
+                                             "OMP_NUM_THREADS": "1"})
+            self.client = Client(self.cluster)
+        if not quiet:
+            print(f"romanflow run: {self.name}; dashboard {self.client.dashboard_link}", file=sys.stderr)
+
+    def run(self, graph: TaskGraph, todo: list, report: RunReport, progress: bool) -> None:
+        import uuid
+
+        from distributed import as_completed
+
+        root = str(graph.root)
+        tag = uuid.uuid4().hex[:8]
+        futures, keys = {}, {}
+        for task in todo:
+            deps = [futures[d] for d in task.deps if d in futures]
+            fut = self.client.submit(execute, task, root, self.numba_threads, *deps, key=f"{task.key}-{tag}",
+                                     pure=False)
+            futures[task.key] = fut
+            keys[fut.key] = task.key
+        with _bar(len(todo), progress, "romanflow run") as bar:
+            for fut in as_completed(list(futures.values())):
+                key = keys[fut.key]
+                try:
+                    summary = fut.result()
+                except Exception as exc:  # noqa: BLE001 - the remote error, re-raised here
+                    report.failed[key] = f"{type(exc).__name__}: {exc}"
+                else:
+                    report.done.append(summary)
+                bar.set_postfix_str(key[:40])
+                bar.update(1)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _default_memory_limit(n_workers: int) -> int:
+    """Bytes per worker: the machine's memory shared evenly, at most 16 GiB (a full detector needs ~4-8)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 2**30
+    return int(min(total / n_workers, 16 * 2**30))
+
+
+def make_executor(*, workers: int | None = None, scheduler: str | None = None, memory_limit=None,
+                  quiet: bool = False):
+    """In-process without ``workers``/``scheduler``; a Dask executor otherwise."""
+    if workers and scheduler:
+        raise RomanflowError("give --workers (start a local cluster) or --scheduler (use one), not both")
+    if scheduler or workers:
+        return DaskExecutor(workers=workers, scheduler=scheduler, memory_limit=memory_limit, quiet=quiet)
+    return InProcessExecutor()
+
+
+def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True) -> RunReport:
+    """Run every task of ``graph`` not yet recorded as done; raise a RomanflowError if any failed."""
+    executor = executor or InProcessExecutor()
+    graph.root.mkdir(parents=True, exist_ok=True)
+    remove_partials(graph.root)
+    ledger = Ledger(graph.root)
+    report = RunReport(executor=executor.name, n_tasks=len(graph))
+    todo = []
+    for task in graph:
+        if ledger.done(task.key) is not None:
+            report.skipped.append(task.key)
+        else:
+            todo.append(task)
+    start = time.perf_counter()
+    executor.run(graph, todo, report, progress)
+    report.wall_s = time.perf_counter() - start
+    detector_tasks = {t.key for t in graph if t.detectors}
+    report.detectors = sum(1 for s in report.done if s["key"] in detector_tasks and not s["skipped"])
+    if report.failed:
+        first = next(iter(report.failed.items()))
+        raise RomanflowError(f"{len(report.failed)} of {len(todo)} task(s) failed; first: {first[0]}: {first[1]} "
+                             f"(finished tasks are kept: run again to resume)")
+    return report
+
+
+def run_plan(plan, output_dir, *, workers: int | None = None, scheduler: str | None = None, memory_limit=None,
+             progress: bool = True, quiet: bool = False) -> RunReport:
+    """Check the plan, build its graph, connect the executor, then run; nothing is written before all that works."""
+    from romanflow.run.graph import build_graph
+
+    graph = build_graph(plan, output_dir)
+    executor = make_executor(workers=workers, scheduler=scheduler, memory_limit=memory_limit, quiet=quiet)
+    try:
+        return run_graph(graph, executor, progress=progress)
+    finally:
+        executor.close()

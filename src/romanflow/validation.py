@@ -1,0 +1,154 @@
+"""Comparisons of products with the simulator's truth.
+
+Used by the main job, the benchmarks and the tests: rate accuracy of L2 images,
+jump-detection completeness, and catalog completeness, photometry and astrometry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from romanflow import dq as flags
+from romanflow.detector import ReadPattern
+
+
+def rate_accuracy(rate, err, dq, truth, decades=((0.1, 1.0), (1.0, 10.0), (10.0, 100.0), (100.0, 1e5))) -> dict:
+    """Bias and error honesty of a rate image (DN/s) against the noiseless truth (DN/s).
+
+    Returns the median relative bias over usable pixels above 1 DN/s and, per flux
+    decade, the pixel count, median relative bias and the robust width
+    (1.4826·MAD) of (rate − truth)/err over pixels without jumps.
+    """
+    usable = ((dq & flags.DO_NOT_USE) == 0) & np.isfinite(rate) & (err > 0)
+    bright = usable & (truth > 1.0)
+    out = {
+        "pixels": int(usable.sum()),
+        "bias_above_1dns": float(np.median((rate[bright] - truth[bright]) / truth[bright])) if bright.any()
+        else float("nan"),
+        "decades": [],
+    }
+    clean = usable & ((dq & flags.JUMP_DET) == 0)
+    for lo, hi in decades:
+        sel = clean & (truth > lo) & (truth <= hi)
+        if sel.sum() < 20:
+            continue
+        z = (rate[sel] - truth[sel]) / err[sel].astype(np.float64)
+        out["decades"].append({
+            "range_dns": (lo, hi),
+            "pixels": int(sel.sum()),
+            "bias": float(np.median((rate[sel] - truth[sel]) / truth[sel])),
+            "z_width": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+        })
+    return out
+
+
+def jump_significance(first_read, amplitude_dn, rate_dn, read_noise, read_pattern: ReadPattern) -> np.ndarray:
+    """Largest step each cosmic-ray hit makes in consecutive resultant differences, in sigma.
+
+    Parameters
+    ----------
+    first_read : int array
+        1-based number of the first read that contains the hit (the truth table's ``read``).
+    amplitude_dn : array
+        Charge of the hit (DN).
+    rate_dn : array
+        Count rate of the pixel (DN/s), for the Poisson part of the noise.
+    read_noise : array
+        Read noise per read (DN).
+    read_pattern : ReadPattern
+        The exposure's read pattern. A hit in read 1 only changes the intercept: significance 0.
+    """
+    reads = [np.asarray(r) for r in read_pattern.read_pattern]
+    t, tau, n = read_pattern.mean_times, read_pattern.tau, read_pattern.n_reads
+    fraction = np.array([[np.mean(rr >= k) for rr in reads] for k in np.asarray(first_read)])
+    if fraction.size == 0:
+        return np.zeros(0)
+    step = np.diff(fraction, axis=1) * np.asarray(amplitude_dn)[:, None]
+    var = (np.asarray(read_noise)[:, None] ** 2 * (1 / n[:-1] + 1 / n[1:])
+           + np.asarray(rate_dn)[:, None] * (tau[:-1] + tau[1:] - 2 * t[:-1]))
+    return np.max(step / np.sqrt(var), axis=1)
+
+
+def jump_completeness(dq, cosmic_rays, rate_dn, gain, read_noise, read_pattern: ReadPattern,
+                      min_sigma: float = 10.0) -> dict:
+    """Fraction of injected hits above ``min_sigma`` flagged JUMP_DET, and the false-flag rate.
+
+    ``dq`` and the per-pixel arrays are science-area images; ``cosmic_rays`` has
+    columns x, y (science pixels), read (1-based) and amplitude_e.
+    """
+    x = cosmic_rays["x"].to_numpy(int)
+    y = cosmic_rays["y"].to_numpy(int)
+    significance = jump_significance(cosmic_rays["read"].to_numpy(int),
+                                     cosmic_rays["amplitude_e"].to_numpy() / gain[y, x],
+                                     rate_dn[y, x], read_noise[y, x], read_pattern)
+    usable = (dq[y, x] & (flags.DO_NOT_USE | flags.SATURATED)) == 0
+    strong = (significance > min_sigma) & usable
+    flagged = (dq[y, x] & flags.JUMP_DET) != 0
+    hit = np.zeros(dq.shape, bool)
+    hit[y, x] = True
+    clean = ~hit & ((dq & flags.DO_NOT_USE) == 0)
+    return {
+        "hits": int(strong.sum()),
+        "completeness": float(flagged[strong].mean()) if strong.any() else float("nan"),
+        "false_rate": float(((dq[clean] & flags.JUMP_DET) != 0).mean()),
+    }
+
+
+def match_sky(ra1, dec1, ra2, dec2, radius_arcsec: float):
+    """Nearest-neighbour match of list 1 to list 2 within a radius: (index1, index2, separation arcsec)."""
+    from scipy.spatial import cKDTree
+
+    def unit(ra, dec):
+        ra, dec = np.radians(ra), np.radians(dec)
+        return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+    if len(ra1) == 0 or len(ra2) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    tree = cKDTree(unit(ra2, dec2))
+    chord = 2 * np.sin(np.radians(radius_arcsec / 3600.0) / 2)
+    dist, idx = tree.query(unit(ra1, dec1), distance_upper_bound=chord)
+    ok = np.isfinite(dist)
+    sep = np.degrees(2 * np.arcsin(np.clip(dist[ok] / 2, 0, 1))) * 3600.0
+    return np.flatnonzero(ok), idx[ok], sep
+
+
+def catalog_accuracy(catalog, truth, band: str, *, match_radius_arcsec: float = 0.1) -> dict:
+    """Completeness, photometry and astrometry of a catalog against true stars.
+
+    Parameters
+    ----------
+    catalog : table
+        Catalog with ``ra``, ``dec``, ``psf_<band>_flux`` and ``_err`` (nJy).
+    truth : pandas.DataFrame
+        True sources with ``ra``, ``dec``, ``type`` and ``mag_<BAND>`` (AB), restricted
+        to the catalogued area by the caller.
+    band : str
+        e.g. ``'F158'``.
+    """
+    b = band.lower()
+    flux = np.asarray(catalog[f"psf_{b}_flux"], dtype=float)
+    flux_err = np.asarray(catalog[f"psf_{b}_flux_err"], dtype=float)
+    stars = truth[truth["type"] == "star"]
+    ic, it, sep = match_sky(np.asarray(catalog["ra"], float), np.asarray(catalog["dec"], float),
+                            stars["ra"].to_numpy(), stars["dec"].to_numpy(), match_radius_arcsec)
+    true_flux = 10 ** (-0.4 * (stars[f"mag_{band.upper()}"].to_numpy()[it] - 31.4))  # nJy
+    snr = flux[ic] / flux_err[ic]
+    out = {"stars_matched": int(len(ic))}
+    bright = np.isfinite(snr) & (snr > 50)
+    if bright.sum() >= 3:
+        ratio = flux[ic][bright] / true_flux[bright]
+        z = (flux[ic][bright] - true_flux[bright]) / flux_err[ic][bright]
+        out.update(photometric_bias=float(np.median(ratio) - 1), photometric_scatter=float(np.std(ratio)),
+                   normalized_residual_std=float(np.std(z)), astrometric_rms_mas=float(np.sqrt(np.mean(sep[bright] ** 2)) * 1e3),
+                   n_bright=int(bright.sum()))
+    # Completeness at S/N 10: the true flux at which the catalog's S/N is 10, from its own errors.
+    near10 = np.isfinite(snr) & (snr > 8) & (snr < 12)
+    if near10.sum() >= 3:
+        flux10 = float(np.median(true_flux[near10] * 10.0 / snr[near10]))
+        true_all = 10 ** (-0.4 * (stars[f"mag_{band.upper()}"].to_numpy() - 31.4))
+        above = true_all >= flux10
+        found = np.zeros(len(stars), bool)
+        found[it] = True
+        out.update(completeness_snr10=float(found[above].mean()) if above.any() else float("nan"),
+                   stars_above_snr10=int(above.sum()))
+    return out
