@@ -152,12 +152,12 @@ class MATable:
     def last_read(self) -> int:
         return self.read_pattern[-1][-1]
 
-    def exposure_time(self, frame_time: float = FRAME_TIME) -> float:
-        """Time from reset to the last read (s)."""
-        return self.last_read * frame_time
-
     def as_list(self) -> list:
         return [list(r) for r in self.read_pattern]
+
+    def timing(self, frame_time: float = FRAME_TIME) -> "ReadPattern":
+        """The table's read pattern with its timing quantities for a frame time (s)."""
+        return ReadPattern(self.read_pattern, frame_time)
 
 
 MA_TABLES = {

@@ -40,3 +40,31 @@ def test_cli_aligns_files(tmp_path, capsys):
 def test_cli_missing_refcat(tmp_path, capsys):
     assert main(["tweakreg", str(tmp_path / "x_cal.asdf"), "--refcat", str(tmp_path / "none.parquet")]) == 2
     assert "none.parquet" in capsys.readouterr().err
+
+
+def test_calibrate_with_refcat_aligns_each_exposure(simulated, tmp_path, capsys):
+    from astro_truth import rms_mas, sky_errors_mas
+    from romanflow.astrometry.detect import read_source_catalog
+
+    l1 = [str(p) for p in simulated["l1"][:3]]
+    assert main(["calibrate", *l1, "-o", str(tmp_path), "--tweakreg", "--refcat", str(simulated["gaia"]),
+                 "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("aligned") == 3
+    errors = []
+    for path, truth in zip(sorted(tmp_path.glob("*_cal.asdf")), simulated["truth"][:3]):
+        image = read_l2(path)
+        result = image.meta["wcs_fit_results"]
+        assert result["status"] == "SUCCESS" and len(result["detectors"]) == 3  # one fit for the exposure
+        catalog = read_source_catalog(path.with_name(path.name.replace("_cal.asdf", "_cat.parquet")))
+        errors.append(sky_errors_mas(image, catalog, truth))
+    assert rms_mas(np.vstack(errors)) <= 3.0
+
+
+def test_calibrate_tweakreg_needs_refcat(simulated, tmp_path, capsys):
+    assert main(["calibrate", str(simulated["l1"][0]), "-o", str(tmp_path), "--tweakreg"]) == 2
+    assert "--refcat" in capsys.readouterr().err
+    assert main(["calibrate", str(simulated["l1"][0]), "-o", str(tmp_path),
+                 "--refcat", str(tmp_path / "none.parquet")]) == 2
+    assert "none.parquet" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*_cal.asdf"))  # nothing calibrated

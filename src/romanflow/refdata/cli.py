@@ -34,6 +34,11 @@ def register(subparsers) -> None:
                           help=f"use this {reftype} file (or N/A)")
     best.set_defaults(func=run_best)
 
+    prune = sub.add_parser("prune", help="delete stores built by other versions of the detector parameter model")
+    prune.add_argument("--store", metavar="DIR", help="folder holding the stores")
+    prune.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    prune.set_defaults(func=run_prune)
+
 
 def _upper_list(values, known, what):
     if not values:
@@ -43,6 +48,21 @@ def _upper_list(values, known, what):
     if bad:
         raise RomanflowError(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
     return out
+
+
+def run_prune(args) -> int:
+    from romanflow.refdata.store import stale_stores
+
+    import shutil
+
+    stale = stale_stores(args.store)
+    for path, size in stale:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {path} ({size / 1e6:.1f} MB)")
+        if not args.dry_run:
+            shutil.rmtree(path)
+    if not stale:
+        print("no stale stores")
+    return 0
 
 
 def run_init(args) -> int:

@@ -62,6 +62,20 @@ def default_store_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "romanflow" / "refdata"
 
 
+def stale_stores(root=None) -> list[tuple[Path, int]]:
+    """Stores under ``root`` made by another version of the parameter model: (folder, bytes)."""
+    import re
+
+    base = Path(root).expanduser() if root is not None else default_store_root()
+    current = parameter_fingerprint()
+    out = []
+    for folder in sorted(base.glob("*")) if base.is_dir() else []:
+        match = re.fullmatch(r"\d+(?:_([0-9a-f]{10}))?(?:_seed\d+)?", folder.name)
+        if folder.is_dir() and match and match.group(1) != current:
+            out.append((folder, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())))
+    return out
+
+
 def reference_filename(reftype: str, detector: str | None = None, optical_element: str | None = None) -> str:
     """File name of a synthesized reference, e.g. ``roman_wfi_flat_wfi07_f158_0001.asdf``."""
     parts = ["roman_wfi", reftype.lower()]

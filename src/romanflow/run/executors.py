@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from romanflow.errors import RomanflowError
 from romanflow.run.graph import TaskGraph

@@ -228,8 +228,6 @@ def write_plan(plan: SurveyPlan, path) -> Path:
 # ----------------------------------------------------------------------------- checking
 def exposure_root(exposure: ExposurePlan) -> str:
     """File-name root of an exposure (``r<program>...<visit>_<exposure>``), from its ids."""
-    from romanflow.simulate import ObservationIds
-
     return observation_ids(exposure).root
 
 
