@@ -89,12 +89,16 @@ def calibrate_case(l1: str, out_dir: str, method: str, skip=()) -> dict:
     from romanflow.formats import read_l2
 
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    load = os.getloadavg()[0]
     target, timings = calibrate_file(l1, out_dir, CalibrationOptions(ramp_method=method, skip=tuple(skip)))
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     peak = _peak_rss_gib()
     image = read_l2(target)
     n_sat = int(np.count_nonzero(image.dq & dq.SATURATED))
-    return {"timings": timings, "wall": wall, "peak_gib": peak, "output": str(target),
+    return {"timings": timings, "wall": wall, "cpu": cpu, "load": load, "peak_gib": peak, "output": str(target),
             "n_saturated_pixels": n_sat}
 
 
@@ -193,6 +197,29 @@ def compare_rates(ours: str, theirs_npz: str) -> dict:
             "median_abs_diff_dn_s": float(np.median(np.abs(other["data"][good] - image.data[good])))}
 
 
+def l1_info(l1: str) -> dict:
+    """Pixels of an L1 file with at least one saturated resultant (cached beside the file)."""
+    import numpy as np
+
+    from romanflow.calibrate.pipeline import CalibrationOptions, resolve_references
+    from romanflow.formats import read_l1
+    from romanflow.formats.reference_io import read_reference
+    from romanflow.kernels.saturation import flag_saturation
+
+    cache = Path(l1).with_suffix(".info.json")
+    if cache.exists() and cache.stat().st_mtime > Path(l1).stat().st_mtime:
+        return json.loads(cache.read_text())
+    exposure = read_l1(l1)
+    ref = read_reference(resolve_references(exposure.meta, exposure.science_size,
+                                            CalibrationOptions())["saturation"], "saturation")
+    gdq = flag_saturation(exposure.data, ref["data"], exposure.read_pattern, threshold_dq=ref["dq"])
+    info = {"pixels_with_saturated_resultants": int(np.count_nonzero(gdq[-1] & 2)),
+            "pixels_saturated_in_first_resultant": int(np.count_nonzero(gdq[0] & 2)),
+            "n_resultants": int(exposure.data.shape[0])}
+    cache.write_text(json.dumps(info))
+    return info
+
+
 def l1_path(case: str, size: int, out_dir: Path) -> Path:
     spec = CASES[case]
     return Path(out_dir) / f"case_{case}_{size}" / (
@@ -205,6 +232,8 @@ def _child_main(argv) -> int:
         result = simulate_case(job["case"], job["size"], Path(job["out_dir"]))
     elif job["kind"] == "calibrate":
         result = calibrate_case(job["l1"], job["out_dir"], job["method"], job.get("skip", ()))
+    elif job["kind"] == "l1_info":
+        result = l1_info(job["l1"])
     elif job["kind"] == "export":
         result = export_case(job["l1"], job["out_dir"])
     elif job["kind"] == "export_reference":
@@ -264,13 +293,17 @@ def print_step_table(results: dict) -> None:
             row += f"  {_fmt(results[c]['timings'].get(step)):>22}"
         print(row)
     print(f"  {'peak RSS':<12}" + "".join(f"  {results[c]['peak_gib']:>18.2f} GiB" for c in cases))
+    print(f"  {'CPU s':<12}" + "".join(f"  {results[c]['cpu']:>22.1f}" for c in cases)
+          + "   (user+sys of read..write; 2 threads)")
+    print(f"  {'load avg':<12}" + "".join(f"  {results[c]['load']:>22.1f}" for c in cases)
+          + "   (1-min load average when the run started)")
     for c in cases:
         sec, gib = TARGETS[c]
         t = results[c]["timings"]["total"]
         ok = t < sec and results[c]["peak_gib"] < gib
         print(f"  ({c}) target < {sec:.0f} s and < {gib:.0f} GiB: calibration {t:.2f} s, "
               f"{results[c]['peak_gib']:.2f} GiB -> {'met' if ok else 'MISSED'}"
-              f"  [{results[c]['n_saturated_pixels']} saturated pixels]")
+              f"  [{results[c]['n_saturated_pixels']} pixels SATURATED in every resultant]")
 
 
 #: (label, romanflow timing keys, romancal step attributes) rows of the side-by-side table.
@@ -457,6 +490,9 @@ def main(argv=None) -> int:
             r = run_child({"kind": "simulate", "case": case, "size": args.size, "out_dir": str(out)})
             print(f"      {r['seconds']:.0f} s, {r['on_detector']} sources on the detector, peak {r['peak_gib']:.1f} GiB")
         l1[case] = path
+        info = run_child({"kind": "l1_info", "l1": str(path)})
+        print(f"      {info['n_resultants']} resultants; {info['pixels_with_saturated_resultants']} pixels with "
+              f"saturated resultants ({info['pixels_saturated_in_first_resultant']} from the first)")
 
     results, methods = {}, {}
     for case in args.cases:

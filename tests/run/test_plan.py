@@ -4,7 +4,7 @@ import socket
 
 import pytest
 import yaml
-from conftest import small_plan_dict
+from small_plan import small_plan_dict
 
 from romanflow.cli import main
 from romanflow.errors import RomanflowError

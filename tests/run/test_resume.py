@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_plan_dict
+from small_plan import small_plan_dict
 from products import assert_same_products
 
 from romanflow.run import Ledger, build_graph, plan_from_dict, run_plan

@@ -1,13 +1,15 @@
 """Saturation and A/D-floor flagging of resultants.
 
 Pure kernel: resultants (DN) and a per-pixel threshold (DN) in, resultant
-flags (uint8) out. Works one resultant plane at a time, so its temporaries are
-plane-sized whatever the number of resultants.
+flags (uint8) out. The flags are computed row by row in one compiled, parallel
+loop, so the only temporaries are a row-sized buffer per thread.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import prange
 
 from romanflow import dq
 from romanflow.detector import ReadPattern
@@ -67,26 +69,48 @@ def flag_saturation(resultants, saturation_threshold, read_pattern: ReadPattern,
             raise RomanflowError(f"groupdq shape {np.shape(groupdq)} differs from resultants shape {resultants.shape}")
         out = np.array(groupdq, dtype=np.uint8, copy=True)
 
-    sat, floor = np.uint8(dq.GROUP_SATURATED), np.uint8(dq.GROUP_AD_FLOOR | dq.GROUP_DO_NOT_USE)
-    dnu = np.uint8(dq.GROUP_DO_NOT_USE)
-    saturated = np.zeros((ny, nx), dtype=bool)
-    for i in range(n):
-        plane = resultants[i]
-        saturated |= plane >= threshold
-        out[i][saturated] |= sat
-        out[i][plane <= 0] |= floor
-
-    for i in range(n - 2, -1, -1):
-        reads = read_pattern.read_pattern[i]
-        dilution = np.mean(reads) / max(reads)
-        level = np.where(no_check, threshold, threshold * np.float32(dilution))
-        candidate = ((resultants[i] >= level) & ((out[i] & (sat | dnu)) == 0) & ((out[i + 1] & sat) != 0))
-        out[i][candidate] |= dnu
-
+    pattern = read_pattern.read_pattern
+    dilution = np.array([np.mean(r) / max(r) for r in pattern], dtype=np.float32)
     if n > 2:
-        pattern = read_pattern.read_pattern
-        predicted = resultants[0] / np.float32(np.mean(pattern[0])) * np.float32(pattern[2][-1])
-        candidate = (predicted < threshold) & (resultants[1] > threshold / np.float32(len(pattern[1])))
-        candidate &= ((out[2] & sat) != 0) & ((out[1] & sat) == 0)
-        out[1][candidate] |= dnu
+        second_rule = (np.float32(np.mean(pattern[0])), np.float32(pattern[2][-1]), np.float32(len(pattern[1])))
+    else:
+        second_rule = (np.float32(1), np.float32(1), np.float32(1))
+    _saturation_kernel(resultants, threshold, no_check, dilution, second_rule[0], second_rule[1], second_rule[2],
+                       np.uint8(dq.GROUP_SATURATED), np.uint8(dq.GROUP_AD_FLOOR | dq.GROUP_DO_NOT_USE),
+                       np.uint8(dq.GROUP_DO_NOT_USE), out)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _saturation_kernel(resultants, threshold, no_check, dilution, first_mean, third_last, second_reads,
+                       sat, floor, dnu, out):
+    """The three rules of :func:`flag_saturation`, row by row, ORed into ``out`` (uint8) in place.
+
+    threshold : float32 (ny, nx) DN, unchecked pixels already at 65536; no_check : bool (ny, nx);
+    dilution : float32 per resultant, mean(reads)/max(reads); first_mean, third_last, second_reads :
+    float32 mean read of resultant 1, last read of resultant 3, reads in resultant 2.
+    """
+    n, ny, nx = resultants.shape
+    for y in prange(ny):
+        saturated = np.zeros(nx, np.bool_)
+        for i in range(n):  # forward: saturation is sticky; A/D floor
+            for x in range(nx):
+                value = resultants[i, y, x]
+                if value >= threshold[y, x]:
+                    saturated[x] = True
+                if saturated[x]:
+                    out[i, y, x] |= sat
+                if value <= 0:
+                    out[i, y, x] |= floor
+        for i in range(n - 2, -1, -1):  # backward: a read inside probably saturated
+            for x in range(nx):
+                level = threshold[y, x] if no_check[y, x] else threshold[y, x] * dilution[i]
+                if (resultants[i, y, x] >= level and (out[i, y, x] & (sat | dnu)) == 0
+                        and (out[i + 1, y, x] & sat) != 0):
+                    out[i, y, x] |= dnu
+        if n > 2:  # resultant 2 jumps to saturation although resultant 1 predicts none
+            for x in range(nx):
+                predicted = resultants[0, y, x] / first_mean * third_last
+                if (predicted < threshold[y, x] and resultants[1, y, x] > threshold[y, x] / second_reads
+                        and (out[2, y, x] & sat) != 0 and (out[1, y, x] & sat) == 0):
+                    out[1, y, x] |= dnu
