@@ -12,13 +12,17 @@ from romanflow import dq as flags
 from romanflow.detector import ReadPattern
 
 
-def rate_accuracy(rate, err, dq, truth, decades=((0.1, 1.0), (1.0, 10.0), (10.0, 100.0), (100.0, 1e5))) -> dict:
+def rate_accuracy(rate, err, dq, truth, decades=((0.1, 1.0), (1.0, 10.0), (10.0, 100.0), (100.0, 1e5)),
+                  min_pixels: int = 500) -> dict:
     """Bias and error honesty of a rate image (DN/s) against the noiseless truth (DN/s).
 
     Returns the median relative bias over usable pixels above 1 DN/s and, per flux
-    decade, the pixel count, median relative bias and the robust width
-    (1.4826·MAD) of (rate − truth)/err over pixels without jumps.
+    decade with at least ``min_pixels`` pixels, the pixel count, median relative
+    bias and the 5-sigma-clipped standard deviation of (rate − truth)/err over
+    pixels without jumps.
     """
+    from astropy.stats import sigma_clipped_stats
+
     usable = ((dq & flags.DO_NOT_USE) == 0) & np.isfinite(rate) & (err > 0)
     bright = usable & (truth > 1.0)
     out = {
@@ -30,14 +34,14 @@ def rate_accuracy(rate, err, dq, truth, decades=((0.1, 1.0), (1.0, 10.0), (10.0,
     clean = usable & ((dq & flags.JUMP_DET) == 0)
     for lo, hi in decades:
         sel = clean & (truth > lo) & (truth <= hi)
-        if sel.sum() < 20:
+        if sel.sum() < min_pixels:
             continue
         z = (rate[sel] - truth[sel]) / err[sel].astype(np.float64)
         out["decades"].append({
             "range_dns": (lo, hi),
             "pixels": int(sel.sum()),
             "bias": float(np.median((rate[sel] - truth[sel]) / truth[sel])),
-            "z_width": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+            "z_width": float(sigma_clipped_stats(z, sigma=5.0)[2]),
         })
     return out
 

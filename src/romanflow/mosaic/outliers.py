@@ -148,7 +148,7 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
             sky = sky_level(image.data, good_pixel_mask(image.dq)) if sky_match else 0.0
             sky = sky if np.isfinite(sky) else 0.0
             sky_levels[name] = sky
-            acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type,
+            acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type, units="rate",
                                      with_variance=False, with_context=False, pixmap_step=pixmap_step)
             acc.add(image, sky=sky)
             single = acc.result(add_back_sky=False)
@@ -177,7 +177,7 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
         for k, item in enumerate(inputs):
             image = as_rate_image(item)
             name = names[k]
-            acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type,
+            acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type, units="rate",
                                      with_variance=False, with_context=False, pixmap_step=pixmap_step)
             pm = acc.pixmap(image)
             blot = blot_image(median_filled, pm.pixmap, iscale=1.0) * pm.area_ratio

@@ -13,7 +13,7 @@ from romanflow.mosaic.resample import MosaicProduct, resample, write_mosaic
 def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None = None, kernel: str = "square",
                 pixfrac: float = 1.0, weight_type: str = "ivm", sky_match: bool = True, outliers: bool = True,
                 snr=(5.0, 4.0), scale=(1.2, 0.7), maskpt: float = 0.7, optical_element: str | None = None,
-                pixmap_step: int = 32) -> tuple[MosaicProduct, object]:
+                pixmap_step: int = 32, units: str = "surface_brightness") -> tuple[MosaicProduct, object]:
     """Combine L2 inputs into a mosaic on ``out_wcs``; optionally write it and its outlier record.
 
     Parameters
@@ -24,6 +24,8 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
         Sky-cell grid or a cutout of one.
     out_path : path, optional
         L3 file to write; the outlier record goes to ``<stem>_outliers.parquet`` beside it.
+    units : {'surface_brightness', 'rate'}
+        MJy/sr (the L3 convention; inputs need ``meta.photometry``) or DN/s per output pixel.
 
     Returns
     -------
@@ -39,7 +41,8 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
                                 pixmap_step=pixmap_step)
         flags, sky_levels, table = found.flags, found.sky_levels, found.table
     product = resample(iter(inputs), out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type,
-                       sky_match=sky_match, extra_flags=flags, sky_levels=sky_levels, pixmap_step=pixmap_step)
+                       sky_match=sky_match, extra_flags=flags, sky_levels=sky_levels, pixmap_step=pixmap_step,
+                       units=units)
     if out_path is not None:
         if table is not None:
             write_outlier_table(table, outlier_table_path(out_path))

@@ -4,14 +4,18 @@ Inputs are consumed one at a time from any iterable (file paths are read when
 their turn comes), so memory holds one input plus the output accumulators,
 whatever the number of inputs.
 
-Units and flux: L2 pixels are count rates per detector pixel (DN/s). Each input
-pixel value is divided by the local number of output pixels per input pixel
-(the pixel map's Jacobian, which carries the geometric distortion) before it is
-drizzled with ``iscale=1``. For the undistorted case this is the constant
-``iscale = (out_scale / in_scale)**2``; the per-pixel form keeps total flux
-exact across the detector. Output values are DN/s per output pixel; variances
-follow with the square of the same factor. For surface-brightness inputs
-(MJy/sr) pass ``units='surface_brightness'``: values are then resampled as is.
+Units and flux: L2 pixels are count rates per detector pixel (DN/s).
+
+- ``units='surface_brightness'`` (L3 products): the flux step first turns each
+  input into surface brightness, MJy/sr = DN/s × ``meta.photometry.conversion_megajanskys``
+  (variances × its square), which is then resampled as is: the mosaic is in MJy/sr,
+  as official L3 products are.
+- ``units='rate'``: each input pixel value is divided by the local number of
+  output pixels per input pixel (the pixel map's Jacobian, which carries the
+  geometric distortion) before it is drizzled with ``iscale=1``. For the
+  undistorted case this is the constant ``iscale = (out_scale / in_scale)**2``;
+  the per-pixel form keeps total flux exact across the detector. Output values
+  are DN/s per output pixel; variances follow with the square of the same factor.
 
 Weights: ``'ivm'`` uses the inverse read-noise variance (in output units; rebuilt
 from ``err`` when ``var_rnoise`` is missing or zero), ``'exptime'`` the exposure
@@ -81,6 +85,16 @@ def rnoise_variance(image: RateImage) -> np.ndarray:
     if var is None:
         return rebuilt
     return np.where(np.isfinite(var) & (var > 0), var, rebuilt)
+
+
+def photometric_conversion(image: RateImage) -> float:
+    """MJy/sr per DN/s of an L2 image (``meta.photometry.conversion_megajanskys``)."""
+    value = get_meta(image.meta, "photometry.conversion_megajanskys")
+    if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        name = image.meta.get("filename", "input")
+        raise RomanflowError(f"{name}: no photometric conversion (meta.photometry.conversion_megajanskys); "
+                             "run photom, or resample with units='rate'")
+    return float(value)
 
 
 def exposure_time(meta: dict) -> float:
@@ -162,8 +176,11 @@ class DrizzleAccumulator:
         """Drizzle one input (its ``sky`` level subtracted, input units) into the accumulators."""
         pm = pixmap if pixmap is not None else self.pixmap(image)
         good = good_pixel_mask(image.dq, bad_bits) & np.isfinite(image.data)
-        area = pm.area_ratio if self.units == "rate" else np.ones(image.data.shape, np.float32)
-        inv_area = (1.0 / area).astype(np.float32)
+        if self.units == "rate":
+            factor, area = 1.0, pm.area_ratio
+        else:
+            factor, area = photometric_conversion(image), np.ones(image.data.shape, np.float32)
+        inv_area = (factor / area).astype(np.float32)
         data = ((np.asarray(image.data, np.float32) - np.float32(sky)) * inv_area)
         exptime = exposure_time(image.meta)
         if self.weight_type == "ivm":
@@ -197,7 +214,7 @@ class DrizzleAccumulator:
             covered = self._driz.out_wht[y0:y1, x0:x1] > before
             self.exposure_time[y0:y1, x0:x1] += np.where(covered, np.float32(exptime), np.float32(0))
         med_area = float(np.median(area[::16, ::16]))
-        self._sky_out.append(sky / med_area)
+        self._sky_out.append(sky * factor / med_area)
         record = ResampledInput(str(image.meta.get("filename", f"input{len(self.inputs)}")), float(sky), exptime,
                                 pm.step, pm.max_error, med_area)
         self.inputs.append(record)
@@ -249,7 +266,8 @@ class MosaicProduct:
     ----------
     arrays : dict
         ``data``, ``err``, ``weight``, ``context``, ``exposure_time``, ``var_rnoise``,
-        ``var_poisson``, ``var_flat`` (DN/s per output pixel, and squares).
+        ``var_poisson``, ``var_flat``: MJy/sr (or DN/s per output pixel with
+        ``units='rate'``), variances in the squares.
     wcs : astropy.wcs.WCS
         The output grid.
     inputs : list of ResampledInput
@@ -371,6 +389,8 @@ def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, me
     model.context = a["context"].astype(np.uint32)
     model["exposure_time"] = a["exposure_time"].astype(np.float32)
     model.meta.wcs = _gwcs_from_celestial(product.wcs)
+    if product.meta.get("units") == "surface_brightness":
+        model.meta.cal_step["flux"] = "COMPLETE"  # data in MJy/sr
     rs = model.meta.resample
     rs.pixfrac = float(product.meta.get("pixfrac", 1.0))
     rs.weight_type = str(product.meta.get("weight_type", "ivm"))

@@ -14,6 +14,9 @@ from scipy.special import erf
 
 from romanflow.exposure import RateImage
 
+#: MJy/sr per DN/s given to synthetic inputs (the order of the WFI filters' conversion).
+PHOTMJSR = 0.3
+
 
 def _pixel_integrated_gaussian(x0, y0, sigma, half, nx, ny):
     """Per-pixel fractions of a unit Gaussian at (x0, y0) over a (2·half+1)² stamp."""
@@ -83,6 +86,8 @@ def make_rate_image(detector, pointing, science_size: int, stars=None, *, sky: f
     meta = {
         "instrument": {"name": "WFI", "detector": str(detector), "optical_element": optical_element},
         "exposure": {"exposure_time": float(exptime), "effective_exposure_time": float(exptime)},
+        "photometry": {"conversion_megajanskys": PHOTMJSR, "conversion_megajanskys_uncertainty": 0.0,
+                       "pixel_area": (0.11 / 206264.806) ** 2},
         "observation": {"program": 1, "execution_plan": 1, "pass": 1, "segment": 1, "observation": 1,
                         "visit": 1, "exposure": int(exposure)},
     }
