@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from romanflow.errors import RomanflowError
+
 #: HEALPix depth of the sky tiles the simulated scene is generated in (~3.4 arcmin tiles).
 SCENE_TILE_DEPTH = 10
 
@@ -142,28 +144,18 @@ def register_exposure(l2_paths, refcat_path, out_paths, catalog_paths, *, minobj
     """
     import warnings
 
-    from romanflow.astrometry import read_refcat, source_catalog, tweakreg
-    from romanflow.astrometry.detect import write_source_catalog
+    from romanflow.astrometry.pipeline import align_files, catalog_path
     from romanflow.astrometry.tweakreg import TweakregWarning
-    from romanflow.calibrate.assign_wcs import assign_wcs
-    from romanflow.formats import read_l2, write_l2
 
-    refcat = read_refcat(refcat_path)
-    images, catalogs = [], []
-    for p in l2_paths:
-        image = read_l2(p)
-        if image.wcs is None:
-            assign_wcs(image, None)
-        images.append(image)
-        catalogs.append(source_catalog(image, snr_threshold=snr_threshold))
+    out_dir = Path(out_paths[0]).parent if out_paths else None
+    expected = [(out_dir / Path(p).name, catalog_path(out_dir / Path(p).name)) for p in l2_paths]
+    if [tuple(map(str, e)) for e in expected] != list(zip(map(str, out_paths), map(str, catalog_paths))):
+        raise RomanflowError("registration outputs must be the inputs' names in one folder")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TweakregWarning)
-        tweakreg(images, catalogs, refcat, fitgeometry=fitgeometry, searchrad=searchrad, minobj=minobj,
-                 refcat_name=Path(refcat_path).name)
-    for image, catalog, out, cat_out in zip(images, catalogs, out_paths, catalog_paths):
-        write_l2(image, out)
-        write_source_catalog(catalog, cat_out)
-    fit = images[0].meta.get("wcs_fit_results", {}) if images else {}
+        results = align_files(l2_paths, refcat_path, output_dir=out_dir, snr_threshold=snr_threshold,
+                              fitgeometry=fitgeometry, searchrad=searchrad, minobj=minobj)
+    fit = results[0][1] if results else {}
     info = {"status": fit.get("status"), "n_matches": fit.get("n_matches"), "reason": fit.get("reason"),
             "warnings": [str(w.message) for w in caught]}
     return {"products": [*out_paths, *catalog_paths], "info": info}
