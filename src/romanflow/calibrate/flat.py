@@ -29,15 +29,21 @@ def apply_flat(data, var_poisson, var_rnoise, flat, flat_err=None):
         Flat-fielded quantities and the mask of pixels without a usable flat.
     """
     bad = ~np.isfinite(flat) | (flat == 0)
-    f = np.where(bad, 1.0, flat).astype(np.float32)
+    f = np.where(bad, np.float32(1.0), flat).astype(np.float32, copy=False)
+    f2 = f * f  # computed once, used three times
     data = data / f
-    var_poisson = var_poisson / f**2
-    var_rnoise = var_rnoise / f**2
+    var_poisson = var_poisson / f2
+    var_rnoise = var_rnoise / f2
     if flat_err is None:
         var_flat = np.zeros_like(data)
     else:
-        var_flat = (data**2 * np.nan_to_num(flat_err) ** 2 / f**2).astype(np.float32)
-    return data.astype(np.float32), var_poisson.astype(np.float32), var_rnoise.astype(np.float32), var_flat, bad
+        var_flat = np.nan_to_num(flat_err)
+        var_flat *= var_flat
+        var_flat = var_flat * (data * data)
+        var_flat /= f2
+        var_flat = var_flat.astype(np.float32, copy=False)
+    return (data.astype(np.float32, copy=False), var_poisson.astype(np.float32, copy=False),
+            var_rnoise.astype(np.float32, copy=False), var_flat, bad)
 
 
 def flat_field(image, flat: np.ndarray, flat_err: np.ndarray | None = None, flat_dq: np.ndarray | None = None):

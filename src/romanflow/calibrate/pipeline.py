@@ -111,6 +111,140 @@ def _load(references: dict, reftype: str):
     return None if path is None else read_reference(path, reftype)
 
 
+class _ReferenceLoader:
+    """Reference contents for the steps, the next step's files read ahead in one background thread.
+
+    Reading a reference (decompression, copies) is mostly single-threaded, so
+    reading the next step's files while the current step runs uses the idle
+    core. A file is held only from its read-ahead until its step has taken it.
+    """
+
+    def __init__(self, references: dict):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.references = references
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="romanflow-refs")
+        self._pending: dict = {}
+
+    def read_ahead(self, *reftypes) -> None:
+        for reftype in reftypes:
+            if reftype not in self._pending and self.references.get(reftype) is not None:
+                self._pending[reftype] = self._pool.submit(_load, self.references, reftype)
+
+    def get(self, reftype: str):
+        pending = self._pending.pop(reftype, None)
+        return pending.result() if pending is not None else _load(self.references, reftype)
+
+    def close(self) -> None:
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+
+def _dark_is_per_resultant(path) -> bool:
+    """Whether a DARK file carries a per-resultant 3-D ``data`` cube (read lazily, no array loaded)."""
+    from romanflow.formats.reference_io import open_quietly
+
+    if path is None:
+        return False
+    with open_quietly(path, "DarkRefModel") as model:
+        return "data" in model and len(getattr(getattr(model, "data"), "shape", ())) == 3
+
+
+def _run_steps(exposure: RampExposure, options: CalibrationOptions, references: dict, loader: _ReferenceLoader,
+               timings: dict) -> RateImage:
+    """The steps in order, each step's references read ahead while the step before it runs."""
+    meta = exposure.meta
+
+    def run(step, func):
+        if step in options.skip:
+            mark_step(meta, step, SKIPPED)
+            timings[step] = 0.0
+            return None
+        start = time.perf_counter()
+        result = func()
+        timings[step] = time.perf_counter() - start
+        for reftype in STEP_REFTYPES.get(step, ()):
+            record_reference(meta, reftype, references.get(reftype))
+        return result
+
+    def wanted(step):
+        return () if step in options.skip else STEP_REFTYPES.get(step, ())
+
+    # The dark is read before the fit only if it is a per-resultant cube; a dark rate is read after the
+    # fit, so it is not held in memory while the ramps are fitted.
+    per_resultant_dark = "dark" not in options.skip and _dark_is_per_resultant(references.get("dark"))
+    loader.read_ahead(*wanted("dq_init"), *wanted("saturation"))
+
+    def load_mask():
+        ref = loader.get("mask")
+        return dq_init(exposure, None if ref is None else ref["dq"])
+
+    run("dq_init", load_mask)
+    if "dq_init" in options.skip:  # still need a float ramp and flag arrays
+        dq_init(exposure, None)
+        mark_step(meta, "dq_init", SKIPPED)
+
+    def do_saturation():
+        ref = loader.get("saturation")
+        if ref is not None:
+            saturation(exposure, ref["data"], ref["dq"])
+
+    loader.read_ahead(*wanted("linearity"))
+    run("saturation", do_saturation)
+    run("refpix", lambda: refpix(exposure))
+
+    def do_linearity():
+        ref = loader.get("linearity")
+        if ref is not None:
+            linearity(exposure, ref["coeffs"], ref["dq"])
+
+    loader.read_ahead(*wanted("ramp_fit"))
+    run("linearity", do_linearity)
+
+    if per_resultant_dark:
+        start = time.perf_counter()
+        dark_resultant_step(exposure, loader.get("dark")["data"])
+        timings["dark"] = time.perf_counter() - start
+
+    def do_ramp_fit():
+        rn, gain = loader.get("readnoise"), loader.get("gain")
+        if rn is None or gain is None:
+            raise RomanflowError("ramp fitting needs both a readnoise and a gain reference")
+        return ramp_fit(exposure, rn["data"], gain["data"], method=options.ramp_method,
+                        detect_jumps=options.detect_jumps)
+
+    image = run("ramp_fit", do_ramp_fit)
+
+    def do_dark():
+        ref = loader.get("dark")
+        if ref is not None:
+            dark_rate_step(image, ref["dark_slope"], ref["dq"])
+
+    if not per_resultant_dark:
+        loader.read_ahead(*wanted("assign_wcs"))
+        run("dark", do_dark)
+    loader.read_ahead(*wanted("flat_field"))
+    run("assign_wcs", lambda: assign_wcs(image, loader.get("distortion")))
+
+    def do_flat():
+        ref = loader.get("flat")
+        if ref is not None:
+            flat_field(image, ref["data"], ref["err"], ref["dq"])
+
+    loader.read_ahead(*wanted("photom"))
+    run("flat_field", do_flat)
+
+    def do_photom():
+        ref = loader.get("photom")
+        if ref is not None:
+            photom(image, ref["phot_table"])
+
+    run("photom", do_photom)
+    return image
+
+
 def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | None = None,
                        references: dict | None = None) -> tuple[RateImage, dict]:
     """Calibrate one detector's ramp into a rate image.
@@ -138,76 +272,12 @@ def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | Non
         references = resolve_references(meta, science_size, options)
     timings: dict[str, float] = {}
     start_all = time.perf_counter()
+    loader = _ReferenceLoader(references)
+    try:
+        image = _run_steps(exposure, options, references, loader, timings)
+    finally:
+        loader.close()
 
-    def run(step, func):
-        if step in options.skip:
-            mark_step(meta, step, SKIPPED)
-            timings[step] = 0.0
-            return None
-        start = time.perf_counter()
-        result = func()
-        timings[step] = time.perf_counter() - start
-        for reftype in STEP_REFTYPES.get(step, ()):
-            record_reference(meta, reftype, references.get(reftype))
-        return result
-
-    def load_mask():
-        ref = _load(references, "mask")
-        return dq_init(exposure, None if ref is None else ref["dq"])
-
-    run("dq_init", load_mask)
-    if "dq_init" in options.skip:  # still need a float ramp and flag arrays
-        dq_init(exposure, None)
-        mark_step(meta, "dq_init", SKIPPED)
-
-    def do_saturation():
-        ref = _load(references, "saturation")
-        if ref is not None:
-            saturation(exposure, ref["data"], ref["dq"])
-
-    run("saturation", do_saturation)
-    run("refpix", lambda: refpix(exposure))
-
-    def do_linearity():
-        ref = _load(references, "linearity")
-        if ref is not None:
-            linearity(exposure, ref["coeffs"], ref["dq"])
-
-    run("linearity", do_linearity)
-
-    dark_ref = None if "dark" in options.skip else _load(references, "dark")
-    per_resultant_dark = dark_ref is not None and "data" in dark_ref and np.ndim(dark_ref["data"]) == 3
-    if per_resultant_dark:
-        start = time.perf_counter()
-        dark_resultant_step(exposure, dark_ref["data"])
-        timings["dark"] = time.perf_counter() - start
-
-    def do_ramp_fit():
-        rn, gain = _load(references, "readnoise"), _load(references, "gain")
-        if rn is None or gain is None:
-            raise RomanflowError("ramp fitting needs both a readnoise and a gain reference")
-        return ramp_fit(exposure, rn["data"], gain["data"], method=options.ramp_method,
-                        detect_jumps=options.detect_jumps)
-
-    image = run("ramp_fit", do_ramp_fit)
-
-    if not per_resultant_dark:
-        run("dark", lambda: dark_ref is not None and dark_rate_step(image, dark_ref["dark_slope"], dark_ref["dq"]))
-    run("assign_wcs", lambda: assign_wcs(image, _load(references, "distortion")))
-
-    def do_flat():
-        ref = _load(references, "flat")
-        if ref is not None:
-            flat_field(image, ref["data"], ref["err"], ref["dq"])
-
-    run("flat_field", do_flat)
-
-    def do_photom():
-        ref = _load(references, "photom")
-        if ref is not None:
-            photom(image, ref["phot_table"])
-
-    run("photom", do_photom)
 
     timings["total"] = time.perf_counter() - start_all
     meta["calibration_software_name"] = "romanflow"

@@ -31,38 +31,46 @@ from romanflow.errors import RomanflowError
 
 @numba.njit(cache=True, parallel=True)
 def _linearity_kernel(resultants, coeffs, groupdq, mean_reads, var_reads, use_reads, out, no_lin):
+    """Row by row, resultant plane by plane (contiguous inner loops over x); float64 arithmetic."""
     n, ny, nx = resultants.shape
     nc = coeffs.shape[0]
     for y in prange(ny):
-        lin = np.empty(n)
+        ok = np.empty(nx, np.bool_)
+        first = np.full(nx, -1, np.int64)
+        last = np.full(nx, -1, np.int64)
+        rate = np.zeros(nx)
+        lin = np.empty((n, nx))
         for x in range(nx):
-            ok = True
+            good = True
             for k in range(nc):
                 if not math.isfinite(coeffs[k, y, x]):
-                    ok = False
-            no_lin[y, x] = not ok
-            if not ok:
-                for i in range(n):
-                    out[i, y, x] = resultants[i, y, x]
-                continue
-            first = -1
-            last = -1
-            for i in range(n):
+                    good = False
+            ok[x] = good
+            no_lin[y, x] = not good
+        for i in range(n):
+            for x in range(nx):
                 m = float(resultants[i, y, x])
-                if groupdq[i, y, x] & 2:
-                    lin[i] = m
+                if not ok[x] or (groupdq[i, y, x] & 2):
+                    lin[i, x] = m
                     continue
                 v = float(coeffs[nc - 1, y, x])
                 for k in range(nc - 2, -1, -1):
                     v = v * m + coeffs[k, y, x]
-                lin[i] = v
-                if first < 0:
-                    first = i
-                last = i
-            if use_reads and last > first >= 0:
-                rate = (lin[last] - lin[first]) / (mean_reads[last] - mean_reads[first])  # DN per frame
-                for i in range(first, last + 1):
-                    if var_reads[i] <= 0 or (groupdq[i, y, x] & 2):
+                lin[i, x] = v
+                if first[x] < 0:
+                    first[x] = i
+                last[x] = i
+        if use_reads:
+            for x in range(nx):
+                f, la = first[x], last[x]
+                if ok[x] and la > f >= 0:
+                    rate[x] = (lin[la, x] - lin[f, x]) / (mean_reads[la] - mean_reads[f])  # DN per frame
+            for i in range(n):
+                if var_reads[i] <= 0:
+                    continue
+                for x in range(nx):
+                    f, la = first[x], last[x]
+                    if not ok[x] or not la > f >= 0 or i < f or i > la or (groupdq[i, y, x] & 2):
                         continue
                     m = float(resultants[i, y, x])
                     d1 = 0.0
@@ -72,10 +80,14 @@ def _linearity_kernel(resultants, coeffs, groupdq, mean_reads, var_reads, use_re
                     for k in range(nc - 1, 1, -1):
                         d2 = d2 * m + k * (k - 1) * coeffs[k, y, x]
                     if d1 > 0:
-                        s = rate / d1
-                        lin[i] += 0.5 * d2 * s * s * var_reads[i]
-            for i in range(n):
-                out[i, y, x] = lin[i]
+                        s = rate[x] / d1
+                        lin[i, x] += 0.5 * d2 * s * s * var_reads[i]
+        for i in range(n):
+            for x in range(nx):
+                if ok[x]:
+                    out[i, y, x] = lin[i, x]
+                else:
+                    out[i, y, x] = resultants[i, y, x]
 
 
 def correct_linearity(resultants, coeffs, groupdq=None, *, read_pattern: ReadPattern | None = None,
