@@ -105,10 +105,10 @@ class DetectorModel:
         s = slice(N_BORDER, N_BORDER + self.science_size)
         return (s, s)
 
-    def _rng(self, component: int, extra: int = 0) -> np.random.Generator:
-        return np.random.default_rng(
-            [self.seed, detector_number(self.detector), self.science_size, component, extra]
-        )
+    def _rng(self, component: int, extra: int = 0, per_pixel: bool = True) -> np.random.Generator:
+        """Random stream of one property; per-pixel maps depend on the size, detector-wide values do not."""
+        size = self.science_size if per_pixel else 0
+        return np.random.default_rng([self.seed, detector_number(self.detector), size, component, extra])
 
     def _per_channel(self, values: np.ndarray) -> np.ndarray:
         """Broadcast one value per channel to a full-frame float32 array."""
@@ -166,7 +166,7 @@ class DetectorModel:
 
     @cached_property
     def correlated_noise(self) -> CorrelatedNoiseParameters:
-        rng = self._rng(_CORR)
+        rng = self._rng(_CORR, per_pixel=False)  # the same detector at every test size
         return CorrelatedNoiseParameters(
             common_1f=float(rng.uniform(2.5, 3.5)),
             channel_1f=float(rng.uniform(0.3, 0.5)),
