@@ -289,3 +289,131 @@ def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None
         flux_err[i] = 1.0 / np.sqrt(ptwp)
         chi2[i] = np.sum((d - flux[i] * p) ** 2 * w) / max(len(d) - 1, 1)
     return flux, flux_err, chi2
+
+
+def _box_kernel_1d(width_samples: float) -> np.ndarray:
+    """Normalised 1-D top-hat of a (possibly fractional) width in samples, centred on a sample."""
+    half = width_samples / 2.0
+    n = int(np.ceil(half - 0.5)) if half > 0.5 else 0
+    offsets = np.arange(-n - 1, n + 2, dtype=np.float64)
+    # overlap of each sample cell [k - 1/2, k + 1/2] with [-half, half]
+    weights = np.clip(np.minimum(offsets + 0.5, half) - np.maximum(offsets - 0.5, -half), 0.0, None)
+    weights = weights[weights > 0]
+    return weights / weights.sum()
+
+
+def resampled_effective_psf(native_epsf, native_oversample: int, native_scale_arcsec: float,
+                            pixel_scale_arcsec: float, *, drop_size_arcsec: float | None = None,
+                            oversample: int = 4, size_pix: int = 41) -> np.ndarray:
+    """Effective PSF of an image resampled (drizzled) from native detector pixels onto a new pixel grid.
+
+    A drizzled point source is the native effective PSF (optics ⊗ native pixel)
+    convolved with the drizzle drop (a square of ``drop_size_arcsec``, the
+    native pixel times ``pixfrac``) and with the output pixel. With
+    ``drop_size_arcsec=None`` the image is taken to be sampled directly
+    (optics ⊗ native pixel only, rescaled).
+
+    Parameters
+    ----------
+    native_epsf : ndarray (n, n)
+        Native effective PSF, fraction of flux per native pixel, sampled
+        ``native_oversample`` times per native pixel, source at the centre
+        (:func:`romanflow.psf.psf_image`).
+    native_oversample : int
+        Samples per native pixel of ``native_epsf``.
+    native_scale_arcsec, pixel_scale_arcsec : float
+        Native and output pixel scales (arcsec).
+    drop_size_arcsec : float or None
+        Side of the drizzle drop (arcsec); None for no resampling kernel.
+    oversample : int
+        Samples per output pixel of the result.
+    size_pix : int
+        Extent of the result in output pixels (odd).
+
+    Returns
+    -------
+    ndarray (size_pix·oversample + 1, same)
+        Fraction of a unit point source's flux in an output pixel whose centre
+        is at that sample's offset from the source; samples every
+        ``oversample`` sum to the flux fraction inside the extent (≈1).
+    """
+    from scipy.interpolate import RectBivariateSpline
+    from scipy.signal import fftconvolve
+
+    epsf = np.asarray(native_epsf, np.float64)
+    fine = native_scale_arcsec / native_oversample  # arcsec per native sample
+    kernel = np.ones((1, 1))
+    if drop_size_arcsec is not None:
+        kx = np.convolve(_box_kernel_1d(drop_size_arcsec / fine), _box_kernel_1d(pixel_scale_arcsec / fine))
+        kernel = np.outer(kx, kx)
+    smooth = fftconvolve(epsf, kernel, mode="same") if kernel.size > 1 else epsf
+    n = smooth.shape[0]
+    centre = (n - 1) / 2.0
+    grid = (np.arange(n) - centre) * fine
+    spline = RectBivariateSpline(grid, grid, smooth, kx=3, ky=3)
+    m = size_pix * oversample + 1
+    out_grid = (np.arange(m) - (m - 1) / 2.0) * (pixel_scale_arcsec / oversample)
+    inside = np.abs(out_grid) <= grid[-1]
+    values = np.zeros((m, m))
+    values[np.ix_(inside, inside)] = spline(out_grid[inside], out_grid[inside])
+    # fraction per native pixel -> fraction per output pixel
+    values *= (pixel_scale_arcsec / native_scale_arcsec) ** 2
+    return np.clip(values, 0.0, None)
+
+
+def image_psf(epsf, oversample: int):
+    """photutils ``ImagePSF`` (unit flux) from an effective PSF sampled ``oversample`` times per pixel.
+
+    The samples are fractions of the *total* flux (not renormalised over the
+    extent), so a fitted flux is the total flux including the wings beyond
+    the fit box and beyond the extent.
+    """
+    _photutils()
+    from photutils.psf import ImagePSF
+
+    epsf = np.asarray(epsf, np.float64)
+    return ImagePSF(epsf, oversampling=oversample)
+
+
+def effective_psf_fwhm(epsf, oversample: int) -> float:
+    """FWHM (pixels) of an effective PSF: diameter of the circle with the area above half maximum."""
+    epsf = np.asarray(epsf, np.float64)
+    area_samples = np.count_nonzero(epsf >= 0.5 * epsf.max())
+    return float(2.0 * np.sqrt(area_samples / np.pi) / oversample)
+
+
+def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, *,
+                    drop_size_arcsec: float | None = None, oversample: int = 4, size_pix: int = 41):
+    """Unit-flux PSF model of a WFI image from galsim.roman's optics (:mod:`romanflow.psf`).
+
+    Parameters
+    ----------
+    detectors : sequence of str or int
+        Detectors whose pixels make the image; their effective PSFs are averaged.
+    optical_element : str
+        Imaging filter (``'F158'``).
+    pixel_scale_arcsec : float
+        Pixel scale of the image (arcsec).
+    drop_size_arcsec : float or None
+        Drizzle drop side (native pixel × pixfrac) for a resampled image; None
+        for an image in native detector pixels.
+    oversample, size_pix : int
+        Sampling (per image pixel) and extent (image pixels) of the model.
+
+    Returns
+    -------
+    model : photutils ``ImagePSF``
+    fwhm_pix : float
+        FWHM of the model (image pixels).
+    """
+    from romanflow.detector import PIXEL_SCALE
+    from romanflow.psf import psf_image
+
+    native_oversample = 8
+    native_size = int(np.ceil(size_pix * pixel_scale_arcsec / PIXEL_SCALE)) + 8
+    stack = [psf_image(d, optical_element, oversample=native_oversample, size=native_size) for d in detectors]
+    native = np.mean(stack, axis=0)
+    epsf = resampled_effective_psf(native, native_oversample, PIXEL_SCALE, pixel_scale_arcsec,
+                                   drop_size_arcsec=drop_size_arcsec, oversample=oversample, size_pix=size_pix)
+    return image_psf(epsf, oversample), effective_psf_fwhm(epsf, oversample)
+

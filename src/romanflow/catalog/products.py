@@ -6,16 +6,36 @@ from pathlib import Path
 
 import numpy as np
 
+import re
+
 from romanflow.catalog.photometry import (
     local_pixel_scale,
     njy_per_pixel_from_count_rate,
     njy_per_pixel_from_surface_brightness,
+    roman_psf_model,
 )
 from romanflow.catalog.source_catalog import BandImage
 from romanflow.errors import InputFileError, RomanflowError
 from romanflow.exposure import get_meta
 
 _SR_PER_ARCSEC2 = (np.pi / 180.0 / 3600.0) ** 2
+
+
+_DETECTOR_IN_NAME = re.compile(r"_(wfi\d\d)_", re.IGNORECASE)
+
+
+def _roman_psf(detectors, band, scale, drop_size_arcsec):
+    """(model, FWHM arcsec) of the galsim.roman PSF, or (None, None) when the band or detectors are unknown."""
+    from romanflow.detector import IMAGING_FILTERS, check_filter
+
+    try:
+        if not detectors or check_filter(str(band)) not in IMAGING_FILTERS:
+            return None, None
+        model, fwhm_pix = roman_psf_model(sorted(set(detectors)), str(band), scale,
+                                          drop_size_arcsec=drop_size_arcsec)
+    except RomanflowError:
+        return None, None
+    return model, fwhm_pix * scale
 
 
 def _valid(value) -> bool:
@@ -41,6 +61,11 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
         area = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0]) ** 2 * _SR_PER_ARCSEC2
     band = get_meta(image.meta, "instrument.optical_element")
     mask = (np.asarray(image.dq) & dqbits.DO_NOT_USE) != 0
+    psf_model = None
+    if psf_fwhm_arcsec is None:
+        scale = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0])
+        detector = get_meta(image.meta, "instrument.detector")
+        psf_model, psf_fwhm_arcsec = _roman_psf([detector] if _valid(detector) else [], band, scale, None)
     return BandImage(
         band=str(band),
         data=np.asarray(image.data, np.float32),
@@ -50,6 +75,7 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
         mask=mask,
         dq=np.asarray(image.dq, np.uint32),
         psf_fwhm_arcsec=psf_fwhm_arcsec,
+        psf_model=psf_model,
         provenance={"inputs": [get_meta(image.meta, "filename", source)],
                     "reference_files": _ref_files(image.meta)},
     )
@@ -85,6 +111,16 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
         members = [str(m) for m in model.meta.resample.members]
     except Exception:  # noqa: BLE001 - optional metadata
         pass
+    psf_model = None
+    if psf_fwhm_arcsec is None:
+        from romanflow.detector import PIXEL_SCALE
+
+        try:
+            pixfrac = float(model.meta.resample.pixfrac)
+        except Exception:  # noqa: BLE001 - optional metadata
+            pixfrac = 1.0
+        detectors = [m.group(1).upper() for m in map(_DETECTOR_IN_NAME.search, members) if m]
+        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac)
     return BandImage(
         band=str(band),
         data=data,
@@ -93,6 +129,7 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
         njy_per_pixel=njy_per_pixel_from_surface_brightness(scale**2 * _SR_PER_ARCSEC2),
         mask=mask,
         psf_fwhm_arcsec=psf_fwhm_arcsec,
+        psf_model=psf_model,
         provenance={"inputs": [str(model.meta.filename)], "members": members},
     )
 
