@@ -80,6 +80,41 @@ def inverse_variance_detection_image(images, errors):
     return detection.astype(np.float32), detection_err.astype(np.float32)
 
 
+def smoothed_noise_scale(convolved, noise, usable, *, min_pixels: int = 1000) -> float:
+    """Ratio of the actual to the propagated noise of a smoothed image.
+
+    Resampled (drizzled) images have positively correlated neighbouring
+    pixels, so ``sqrt(err² ⊛ kernel²)``, which assumes independent pixels,
+    underestimates the noise of the smoothed image. The actual noise is
+    measured robustly from the significance map ``convolved / noise``: the
+    distance between its median and its 15.87th percentile, i.e. from the
+    lower half of the distribution, which sources (positive) hardly touch.
+
+    Parameters
+    ----------
+    convolved, noise : ndarray (ny, nx)
+        Smoothed image and its propagated 1-sigma noise (same unit).
+    usable : ndarray of bool (ny, nx)
+        Pixels to measure on (covered, away from edges).
+    min_pixels : int
+        Below this many usable pixels the scale is 1 (no measurement).
+
+    Returns
+    -------
+    float
+        Factor (dimensionless) to multiply the propagated noise by; 1 for
+        uncorrelated noise with honest errors.
+    """
+    sel = usable & np.isfinite(convolved) & np.isfinite(noise) & (noise > 0)
+    if sel.sum() < min_pixels:
+        return 1.0
+    significance = convolved[sel] / noise[sel]
+    median = np.median(significance)
+    lower = np.percentile(significance, 100 * 0.158655)
+    scale = float(median - lower)
+    return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
 def segment_sources(
     data,
     err,
@@ -89,13 +124,18 @@ def segment_sources(
     n_pixels: int = 5,
     deblend: bool = True,
     mask=None,
+    noise_scale: float | None = None,
+    edge_margin_pix: int | None = None,
 ):
     """Detect sources as connected pixels above a significance threshold in the smoothed image.
 
     The background-subtracted image is convolved with a Gaussian matched to
-    the PSF; the threshold is ``snr_threshold`` times the propagated noise of
-    the smoothed image, ``sqrt(err² ⊛ kernel²)``, so it is a true significance
-    of the smoothed (matched-filter) image.
+    the PSF; the threshold is ``snr_threshold`` times the noise of the
+    smoothed image: the propagated ``sqrt(err² ⊛ kernel²)`` times a factor
+    measured on the image itself (:func:`smoothed_noise_scale`) that corrects
+    for pixel-to-pixel noise correlations, so the threshold is a true
+    significance also on resampled images. Nothing is detected within
+    ``edge_margin_pix`` of uncovered or masked pixels.
 
     Parameters
     ----------
@@ -113,6 +153,11 @@ def segment_sources(
         Split blended sources (photutils ``deblend_sources``; needs scikit-image).
     mask : ndarray of bool, optional
         Pixels never to detect on.
+    noise_scale : float, optional
+        Actual / propagated noise of the smoothed image; measured when not given.
+    edge_margin_pix : int, optional
+        Width (pixels) of the band along the coverage edge where nothing is
+        detected; by default the kernel half-width plus one FWHM.
 
     Returns
     -------
@@ -120,6 +165,8 @@ def segment_sources(
         None when nothing is detected.
     convolved : ndarray (ny, nx)
         The smoothed image.
+    noise_scale : float
+        The factor applied to the propagated noise.
     """
     from scipy import ndimage
 
@@ -134,15 +181,22 @@ def segment_sources(
     var = np.where(bad, 0.0, np.asarray(err, np.float32) ** 2)
     convolved = ndimage.convolve(clean, kernel.astype(np.float32), mode="constant")
     noise = np.sqrt(ndimage.convolve(var, (kernel**2).astype(np.float32), mode="constant"))
-    # Pixels whose smoothing window is only partly covered get an infinite threshold.
-    coverage = ndimage.convolve((~bad).astype(np.float32), np.ones_like(kernel, np.float32), mode="constant")
-    threshold = np.where(coverage >= kernel.size - 0.5, snr_threshold * noise, np.inf)
-    segm = detect_sources(convolved, threshold, n_pixels=n_pixels, mask=bad)
+    # Only pixels far enough from the coverage edge (and from masked pixels) may hold detections.
+    if edge_margin_pix is None:
+        edge_margin_pix = kernel.shape[0] // 2 + int(np.ceil(kernel_fwhm_pix))
+    usable = ~bad
+    if edge_margin_pix > 0:
+        distance = ndimage.distance_transform_edt(np.pad(usable, 1, constant_values=False))[1:-1, 1:-1]
+        usable = distance > edge_margin_pix
+    if noise_scale is None:
+        noise_scale = smoothed_noise_scale(convolved, noise, usable)
+    threshold = np.where(usable, snr_threshold * noise_scale * noise, np.inf)
+    segm = detect_sources(convolved, threshold, n_pixels=n_pixels, mask=~usable)
     if segm is None:
-        return None, convolved
+        return None, convolved, noise_scale
     if deblend and segm.n_labels > 0:
         segm = deblend_sources(convolved, segm, n_pixels=n_pixels, progress_bar=False)
-    return segm, convolved
+    return segm, convolved, noise_scale
 
 
 def source_mask(segm, dilate: int = 5, shape=None):

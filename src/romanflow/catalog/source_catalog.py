@@ -93,7 +93,7 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
     # Two-pass background: the second pass masks the sources found with the first.
     background, _ = detect.estimate_background(data, box_size=background_box, mask=bad)
     fwhm_guess = (image.psf_fwhm_arcsec or 0.15) / scale
-    segm, _ = detect.segment_sources(
+    segm, _, _ = detect.segment_sources(
         data - background, err, kernel_fwhm_pix=fwhm_guess, snr_threshold=detect_snr, n_pixels=5, deblend=False, mask=bad
     )
     sources = detect.source_mask(segm, dilate=int(np.ceil(2 * fwhm_guess)), shape=data.shape)
@@ -342,7 +342,7 @@ def make_catalog(
         det, det_err = detect.inverse_variance_detection_image([p.data for p in preps], [p.err for p in preps])
     det_bad = np.logical_and.reduce([p.bad for p in preps])
     kernel_fwhm = float(np.max([p.psf_fwhm_pix for p in preps]))
-    segm, convolved = detect.segment_sources(
+    segm, convolved, noise_scale = detect.segment_sources(
         det, det_err, kernel_fwhm_pix=kernel_fwhm, snr_threshold=snr_threshold, n_pixels=n_pixels,
         deblend=deblend, mask=det_bad,
     )
@@ -353,7 +353,7 @@ def make_catalog(
         "pixel_scale_arcsec": scale,
         "psf_fwhm_arcsec": {p.band: float(p.psf_fwhm_pix * scale) for p in preps},
         "detection": {"snr_threshold": snr_threshold, "n_pixels": n_pixels, "deblend": deblend,
-                      "kernel_fwhm_pix": kernel_fwhm},
+                      "kernel_fwhm_pix": kernel_fwhm, "noise_scale": float(noise_scale)},
     }
     if segm is None:
         return make_table(columns, {c.name: np.zeros(0, c.dtype) for c in columns}, meta)
