@@ -128,3 +128,22 @@ def test_product_records_steps_and_references(calibrated):
     assert image.meta["ref_file"]["dark"].endswith(".asdf")
     assert image.meta["photometry"]["conversion_megajanskys"] > 0
     assert image.wcs is not None
+
+
+def test_residual_correlated_noise_enters_the_read_noise_only_after_refpix(calibrated, simulations, store):
+    """refpix measures the correlated noise it leaves; ramp fitting adds it to the read-noise variance."""
+    method, results = calibrated
+    image, _ = results["sparse"]
+    logs = image.meta["cal_logs"]
+    refpix_line = next(line for line in logs if line.startswith("refpix: residual"))
+    residual = float(refpix_line.split("noise ")[1].split(" DN")[0])
+    assert 0.5 < residual < 20.0                    # DN² per read; white read noise is ~25 DN²
+    exposure = copy.deepcopy(simulations["sparse"].exposure)
+    options = CalibrationOptions(ramp_method=method, context=store, skip=("refpix",))
+    plain, _ = calibrate_exposure(exposure, options, resolve_references(exposure.meta, SIZE, options))
+    assert not any(line.startswith("refpix: residual") for line in plain.meta["cal_logs"])
+    sky = _usable(image) & _usable(plain)
+    ratio = np.median(image.var_rnoise[sky] / plain.var_rnoise[sky])
+    model = DetectorModel("WFI01", SIZE)
+    expected = np.median(1.0 + residual / model.read_noise[S, S].astype(np.float64) ** 2)
+    assert ratio == pytest.approx(expected, rel=0.05)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from romanflow.calibrate.refpix import refpix
+from romanflow.calibrate.refpix import RESIDUAL_VARIANCE_KEY, refpix
 from romanflow.detector import CHANNEL_WIDTH, FRAME_TIME, N_BORDER, SMALL_SCIENCE_SIZE, ReadPattern, ma_table
 from romanflow.detector_model import CorrelatedNoiseParameters, DetectorModel
 from romanflow.errors import RomanflowError
@@ -164,3 +164,46 @@ def test_refpix_wrapper_updates_exposure():
     assert out.meta["cal_step"]["refpix"] == "COMPLETE"
     np.testing.assert_allclose(out.data, correct_reference_pixels(resultants, amp33), atol=1e-4)
     assert ROW_PERIOD == 142
+
+
+def test_residual_variance_estimate_matches_the_residual_left_in_the_pixels():
+    """Noise-only frames: the estimate agrees with the common noise actually left after correction."""
+    import dataclasses
+
+    model = DetectorModel("WFI01", SMALL_SCIENCE_SIZE)
+    read_pattern = ReadPattern(ma_table(4).as_list(), FRAME_TIME)
+    n_reads = np.asarray(read_pattern.n_reads, dtype=np.float64)
+    params = dataclasses.replace(model.correlated_noise, channel_1f=0.0)   # only what amp33 can see
+    rng = np.random.default_rng(21)
+    noise, amp33_noise = correlated_noise_resultants((N, N), read_pattern.n_reads, params, rng)
+    white = rng.standard_normal(noise.shape).astype(np.float32)
+    white *= (WHITE / np.sqrt(n_reads)).astype(np.float32)[:, None, None]
+    corrected, residual = correct_reference_pixels(noise + white, 1000.0 + amp33_noise,
+                                                   return_residual_variance=True)
+    assert residual.shape == (len(n_reads),)
+    left = (corrected - white)[(slice(None),) + SCIENCE].astype(np.float64)
+    left -= left.mean(axis=0)                       # a constant per pixel changes no slope
+    actual = left.var(axis=(1, 2)) * len(n_reads) / (len(n_reads) - 1)
+    injected = noise[(slice(None),) + SCIENCE].var(axis=(1, 2))
+    estimate_per_read, actual_per_read = np.mean(residual * n_reads), np.mean(actual * n_reads)
+    assert actual_per_read < 0.6 * np.mean(injected * n_reads)         # the correction did remove most
+    assert actual_per_read / 1.5 < estimate_per_read < 1.5 * actual_per_read, \
+        f"estimate {estimate_per_read:.2f} vs actual {actual_per_read:.2f} DN² per read"
+    # without correlated noise, nothing is left
+    quiet = dataclasses.replace(params, common_1f=0.0, acn=0.0)
+    noise, amp33_noise = correlated_noise_resultants((N, N), read_pattern.n_reads, quiet, rng)
+    _, residual = correct_reference_pixels(noise + white, amp33_noise, return_residual_variance=True)
+    assert np.mean(residual * n_reads) < 0.1 * actual_per_read
+
+
+def test_refpix_wrapper_records_residual_variance():
+    resultants, amp33, white, rate, read_pattern = simulate(6)
+    meta = {"exposure": {"read_pattern": read_pattern.read_pattern, "frame_time": FRAME_TIME}}
+    exposure = RampExposure(data=resultants.copy(), amp33=amp33, meta=meta,
+                            pixeldq=np.zeros((N, N), dtype=np.uint32))
+    refpix(exposure)
+    _, residual = correct_reference_pixels(resultants, amp33, return_residual_variance=True)
+    per_read = exposure.extra[RESIDUAL_VARIANCE_KEY]
+    assert per_read == pytest.approx(np.mean(residual * np.asarray(read_pattern.n_reads)), rel=1e-6)
+    assert 0.5 < per_read < 20.0                    # DN² per read, against ~25 DN² of white read noise
+    assert any(line.startswith("refpix: residual") for line in exposure.meta["cal_logs"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from romanflow.calibrate.refpix import RESIDUAL_VARIANCE_KEY
 from romanflow.calibrate.steps_common import mark_step
 from romanflow.detector import N_BORDER
 from romanflow.exposure import RampExposure, RateImage
@@ -42,14 +43,29 @@ def ramp_fit(exposure: RampExposure, read_noise: np.ndarray, gain: np.ndarray, *
         Gain (e-/DN), full frame.
     method : {'likely', 'casertano'}
         Ramp-fitting algorithm.
+
+    Notes
+    -----
+    When refpix ran, it left ``exposure.extra[RESIDUAL_VARIANCE_KEY]`` (DN² per
+    read): correlated read noise its correction could not remove. It is
+    treated as extra white read noise, ``sqrt(read_noise² + residual)`` per
+    read. That gives the rate variance the right size, but not its exact
+    covariance (the residual is shared by pixels read at nearby times and is
+    not white in time), so weights and per-pixel errors are approximate at
+    that level.
     """
     science = (slice(None), _S, _S)
-    fit = fit_ramps(exposure.data[science], exposure.groupdq[science], read_noise[_S, _S], gain[_S, _S],
+    read_noise = np.asarray(read_noise)[_S, _S]
+    residual = float(exposure.extra.get(RESIDUAL_VARIANCE_KEY, 0.0) or 0.0)
+    if residual > 0:
+        read_noise = np.sqrt(read_noise.astype(np.float64) ** 2 + residual).astype(np.float32)
+    fit = fit_ramps(exposure.data[science], exposure.groupdq[science], read_noise, gain[_S, _S],
                     exposure.read_pattern, method=method, detect_jumps=detect_jumps)
     dq = exposure.pixeldq[_S, _S] | fit.pixeldq
     meta = exposure.meta
     meta.setdefault("cal_logs", []).append(
-        f"ramp_fit: method={method}, {int(np.count_nonzero(fit.n_jumps))} pixels with jumps")
+        f"ramp_fit: method={method}, {int(np.count_nonzero(fit.n_jumps))} pixels with jumps, "
+        f"residual correlated read noise {residual:.2f} DN^2 per read added to the read noise")
     image = RateImage(
         data=fit.slope,
         err=fit.err.astype(np.float32),
