@@ -215,12 +215,12 @@ def print_summary(summary: dict, out: Path) -> None:
     print(f"\nromanflow demo: {summary['tasks']} tasks in {summary['elapsed_s']:.0f} s -> {counts['l1']} L1, "
           f"{counts['l2']} L2, {counts['l3']} L3 mosaics, {counts['l4']} catalogs, HATS at {summary['hats']['path']}")
     print("\nL2 rates against the noiseless truth")
-    print(f"{'product':<44}{'filter':>7}{'bias >1 DN/s':>14}{'std(z) per decade':>20}{'jumps found':>13}")
+    print(f"{'product':<44}{'filter':>7}{'bias >1 DN/s (pixels)':>24}{'std(z) per decade':>19}{'jumps found':>13}")
     for r in summary["l2"]:
         widths = [d["z_width"] for d in r["decades"]]
         spread = f"{min(widths):.2f}-{max(widths):.2f}" if widths else "n/a"
-        print(f"{r['file']:<44}{r['filter']:>7}{r['bias_above_1dns']:>14.3%}{spread:>20}"
-              f"{r['completeness']:>13.1%}")
+        bias = f"{r['bias_above_1dns']:.3%} ({r['pixels_above_1dns']})"
+        print(f"{r['file']:<44}{r['filter']:>7}{bias:>24}{spread:>19}{r['completeness']:>13.1%}")
     print("\nRegistration: one fit per exposure; stars with S/N > 100 against their true positions")
     for r in summary["registration"]:
         print(f"{r['file']:<44} {r['status']:<9} matches {r['matches']!s:>4}  stars {r['stars']:>3}  "

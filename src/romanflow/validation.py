@@ -27,6 +27,7 @@ def rate_accuracy(rate, err, dq, truth, decades=((0.1, 1.0), (1.0, 10.0), (10.0,
     bright = usable & (truth > 1.0)
     out = {
         "pixels": int(usable.sum()),
+        "pixels_above_1dns": int(bright.sum()),
         "bias_above_1dns": float(np.median((rate[bright] - truth[bright]) / truth[bright])) if bright.any()
         else float("nan"),
         "decades": [],
