@@ -423,7 +423,6 @@ def print_romancal_tables(case: str, summary: dict) -> None:
             if label == "write":
                 t_rc = rc.get("write")
             else:
-                cal = rc.get("cal_step", {})
                 ran = [k for k in rc_keys if k in rc["timings"]]
                 t_rc = sum(rc["timings"][k] for k in ran) if ran else None
                 if label == "refpix":

@@ -17,8 +17,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from romanflow import __version__
 from romanflow.calibrate.assign_wcs import assign_wcs
 from romanflow.calibrate.dark import dark_rate_step, dark_resultant_step
@@ -277,8 +275,6 @@ def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | Non
         image = _run_steps(exposure, options, references, loader, timings)
     finally:
         loader.close()
-
-
     timings["total"] = time.perf_counter() - start_all
     meta["calibration_software_name"] = "romanflow"
     meta["calibration_software_version"] = __version__
@@ -289,12 +285,7 @@ def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | Non
 
 def output_name(path: Path) -> str:
     """``r..._wfi07_uncal.asdf`` -> ``r..._wfi07_cal.asdf``."""
-    stem = path.name
-    for suffix in (".asdf",):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    if stem.endswith("_uncal"):
-        stem = stem[: -len("_uncal")]
+    stem = path.name.removesuffix(".asdf").removesuffix("_uncal")
     return f"{stem}_cal.asdf"
 
 

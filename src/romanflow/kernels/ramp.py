@@ -417,9 +417,9 @@ def fit_ramps_casertano(resultants, groupdq, read_noise, gain, read_pattern: Rea
         raise RomanflowError(f"ramp fitting needs at least 2 resultants, got {n}")
     coeffs, read_factor, poisson_factor = _casertano_tables(read_pattern)
     stat_read, stat_poisson = _jump_variance_tables(read_pattern, coeffs)
-    dt1, rf1, pf1, dt2, rf2, pf2, _, _, _ = _difference_tables(read_pattern)
+    dt1, _, _, dt2, _, _, _, _, _ = _difference_tables(read_pattern)
     if dt2.size == 0:
-        dt2, rf2, pf2 = np.ones(1), np.zeros(1), np.zeros(1)
+        dt2 = np.ones(1)
     out = _outputs((ny, nx), n)
     _casertano_kernel(resultants, groupdq, read_noise, gain, read_pattern.mean_times.astype(np.float64),
                       coeffs, read_factor, poisson_factor, POWER_THRESHOLDS, 1 / dt1, 1 / dt2, stat_read, stat_poisson,

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from romanflow import dq as dqflags
 from romanflow.errors import RomanflowError
 from romanflow.mosaic.resample import DrizzleAccumulator, as_rate_image, good_pixel_mask, sky_level
 
@@ -127,7 +126,6 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
     workdir : path, optional
         Where the disk-backed stack of single images is kept (a temporary folder by default).
     """
-    from astropy.table import Table
     from drizzle.resample import blot_image
 
     if isinstance(inputs, (str, Path)) or not isinstance(inputs, Sequence):
