@@ -54,6 +54,24 @@ def read_to_resultant(read_pattern) -> tuple[np.ndarray, np.ndarray]:
     return resultant_of_read, n_reads
 
 
+@numba.njit(cache=True)
+def _measured_level(linear, start, coeffs, y, x, max_iter):
+    """Newton solve of Σ_k coeffs[k, y, x]·m^k = linear from ``start``; returns (m, dlinear/dm at m)."""
+    m = start
+    slope = 1.0
+    for _ in range(max_iter):
+        value = 0.0
+        slope = 0.0
+        for c in range(coeffs.shape[0] - 1, -1, -1):
+            slope = slope * m + value
+            value = value * m + coeffs[c, y, x]
+        step = (value - linear) / slope
+        m -= step
+        if abs(step) < 1e-6:
+            break
+    return m, slope
+
+
 @numba.njit(parallel=True, cache=True)
 def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
                            resultant_of_read, n_reads, frame_time,
@@ -61,7 +79,6 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
     n_res = n_reads.shape[0]
     n_read = resultant_of_read.shape[0]
     ny, nx = rate_e.shape
-    n_coeff = coeffs.shape[0]
     for y in numba.prange(ny):
         np.random.seed(row_seeds[y])
         acc = np.zeros(n_res)
@@ -78,18 +95,7 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
             q = 0.0
             # Measured level of the bias alone (start of the ramp).
             linear_prev = b
-            m = b
-            slope = 1.0
-            for _ in range(50):
-                value = 0.0
-                slope = 0.0
-                for c in range(n_coeff - 1, -1, -1):
-                    slope = slope * m + value
-                    value = value * m + coeffs[c, y, x]
-                step = (value - b) / slope
-                m -= step
-                if abs(step) < 1e-6:
-                    break
+            m, slope = _measured_level(b, b, coeffs, y, x, 50)
             p = y * nx + x
             hit = cr_start[p]
             hit_end = cr_start[p + 1]
@@ -116,17 +122,7 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
                 if linear != linear_prev:
                     # Warm start along the previous slope, then Newton steps on
                     # Σ c_k m^k = linear (one step usually reaches float precision).
-                    m += (linear - linear_prev) / slope
-                    for _ in range(8):
-                        value = 0.0
-                        slope = 0.0
-                        for c in range(n_coeff - 1, -1, -1):
-                            slope = slope * m + value
-                            value = value * m + coeffs[c, y, x]
-                        step = (value - linear) / slope
-                        m -= step
-                        if abs(step) < 1e-6:
-                            break
+                    m, slope = _measured_level(linear, m + (linear - linear_prev) / slope, coeffs, y, x, 8)
                     linear_prev = linear
                 k = resultant_of_read[r]
                 if k >= 0:
