@@ -25,6 +25,7 @@ import pandas as pd
 
 from romanflow import geometry
 from romanflow.detector import DETECTORS, PIXEL_SCALE
+from romanflow.validation import rms_mas, sky_errors_mas
 
 
 def star_field(pointing, detectors, size, *, per_arcmin2=150.0, star_fraction=0.5, seed=0):
@@ -43,23 +44,6 @@ def star_field(pointing, detectors, size, *, per_arcmin2=150.0, star_fraction=0.
         offset += len(t)
         tables.append(t)
     return Scene(pd.concat(tables, ignore_index=True))
-
-
-def errors_mas(image, catalog, truth, snr_min=100.0):
-    from scipy.spatial import cKDTree
-
-    stars = truth[truth["type"] == "star"]
-    x, y = np.asarray(catalog["x"].value), np.asarray(catalog["y"].value)
-    d, i = cKDTree(np.column_stack([stars["x"], stars["y"]])).query(np.column_stack([x, y]))
-    use = (d < 0.5) & (np.asarray(catalog["snr"]) > snr_min) & (np.asarray(catalog["flags"]) == 0)
-    ra, dec = image.wcs(x[use], y[use], with_bounding_box=False)
-    true = stars.iloc[i[use]]
-    return np.column_stack([(ra - true["ra"].to_numpy()) * np.cos(np.radians(dec)) * 3.6e6,
-                            (dec - true["dec"].to_numpy()) * 3.6e6])
-
-
-def rms(e):
-    return float(np.sqrt(np.mean(np.sum(e**2, axis=1)))) if len(e) else float("nan")
 
 
 def main(argv=None) -> int:
@@ -95,20 +79,20 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         catalogs.append(source_catalog(im))
         t_det.append(time.perf_counter() - t0)
-    before = [errors_mas(im, c, t) for im, c, t in zip(images, catalogs, truth)]
+    before = [sky_errors_mas(im, c, t) for im, c, t in zip(images, catalogs, truth)]
     t0 = time.perf_counter()
     tweakreg(images, catalogs, read_refcat(sim["gaia"]))
     t_tweak = time.perf_counter() - t0
-    after = [errors_mas(im, c, t) for im, c, t in zip(images, catalogs, truth)]
+    after = [sky_errors_mas(im, c, t) for im, c, t in zip(images, catalogs, truth)]
     result = images[0].meta["wcs_fit_results"]
     print(f"\nexposure: {len(detectors)} detectors of {args.size}x{args.size} pixels; injected error "
           f"{error[0]:+.2f}\" {error[1]:+.2f}\" {error[2]:+.3f} deg; simulate {t_sim:.0f} s, calibrate {t_cal:.0f} s")
     print(f"{'detector':8s} {'detect s':>8s} {'sources':>8s} {'S/N>100':>8s} {'before mas':>11s} {'after mas':>10s}")
     for k, det in enumerate(detectors):
-        print(f"{det:8s} {t_det[k]:8.2f} {len(catalogs[k]):8d} {len(after[k]):8d} {rms(before[k]):11.1f} "
-              f"{rms(after[k]):10.2f}")
+        print(f"{det:8s} {t_det[k]:8.2f} {len(catalogs[k]):8d} {len(after[k]):8d} {rms_mas(before[k]):11.1f} "
+              f"{rms_mas(after[k]):10.2f}")
     print(f"{'all':8s} {sum(t_det):8.2f} {sum(len(c) for c in catalogs):8d} {sum(len(a) for a in after):8d} "
-          f"{rms(np.vstack(before)):11.1f} {rms(np.vstack(after)):10.2f}")
+          f"{rms_mas(np.vstack(before)):11.1f} {rms_mas(np.vstack(after)):10.2f}")
     print(f"tweakreg (one global fit): {t_tweak:.2f} s, {result['status']}, {result.get('n_matches')} matches, "
           f"shift {result.get('shift_arcsec')} arcsec, rotation {result.get('rotation_deg')} deg "
           f"(expected {list(error[:2])}, {-error[2]})")

@@ -157,3 +157,31 @@ def catalog_accuracy(catalog, truth, band: str, *, match_radius_arcsec: float = 
         out.update(completeness_snr10=float(found[above].mean()) if above.any() else float("nan"),
                    stars_above_snr10=int(above.sum()))
     return out
+
+
+def sky_errors_mas(image, catalog, truth, *, snr_min: float = 100.0) -> np.ndarray:
+    """(Δα·cos δ, Δδ) in mas of catalogued bright stars against their true positions.
+
+    ``catalog`` is an L2 point-source table (``x``, ``y``, ``snr``, ``flags``), ``truth``
+    the simulator's sources of that detector (``x``, ``y``, ``ra``, ``dec``, ``type``).
+    A source is a star when the nearest true star lies within 0.5 pixel; its
+    PSF-fit pixel position is carried to the sky with the image's WCS.
+    """
+    from scipy.spatial import cKDTree
+
+    stars = truth[truth["type"] == "star"]
+    x = np.asarray(getattr(catalog["x"], "value", catalog["x"]), float)
+    y = np.asarray(getattr(catalog["y"], "value", catalog["y"]), float)
+    if len(x) == 0 or len(stars) == 0:
+        return np.zeros((0, 2))
+    d, i = cKDTree(np.column_stack([stars["x"], stars["y"]])).query(np.column_stack([x, y]))
+    use = (d < 0.5) & (np.asarray(catalog["snr"]) > snr_min) & (np.asarray(catalog["flags"]) == 0)
+    ra, dec = image.wcs(x[use], y[use], with_bounding_box=False)
+    true = stars.iloc[i[use]]
+    return np.column_stack([(ra - true["ra"].to_numpy()) * np.cos(np.radians(dec)) * 3.6e6,
+                            (dec - true["dec"].to_numpy()) * 3.6e6])
+
+
+def rms_mas(errors: np.ndarray) -> float:
+    """Root-mean-square length of 2-D position errors (mas)."""
+    return float(np.sqrt(np.mean(np.sum(errors**2, axis=1)))) if len(errors) else float("nan")
