@@ -115,6 +115,54 @@ def smoothed_noise_scale(convolved, noise, usable, *, min_pixels: int = 1000) ->
     return scale if np.isfinite(scale) and scale > 0 else 1.0
 
 
+def disk_kernel(radius_pix: float) -> np.ndarray:
+    """Circular top-hat of unit height with exact pixel overlap: its correlation with an image gives aperture sums."""
+    _photutils()
+    from photutils.aperture import CircularAperture
+
+    half = int(np.ceil(radius_pix + 0.5))
+    mask = CircularAperture((half, half), r=float(radius_pix)).to_mask(method="exact")
+    return np.asarray(mask.to_image((2 * half + 1, 2 * half + 1)), np.float64)
+
+
+def kernel_noise_scale(data, err, kernel, bad=None) -> float:
+    """Actual / propagated noise of ``data`` correlated with ``kernel`` (aperture sums, PSF-like fits).
+
+    The propagated noise ``sqrt(err² ⊛ kernel²)`` assumes independent pixels;
+    on resampled images neighbouring pixels are correlated and it is too small.
+    The ratio is measured from the image itself (:func:`smoothed_noise_scale`)
+    on pixels whose whole kernel footprint is usable.
+
+    Parameters
+    ----------
+    data, err : ndarray (ny, nx)
+        Background-subtracted image and its 1-sigma error (same unit).
+    kernel : ndarray (k, k)
+        Weights (a normalised Gaussian, or :func:`disk_kernel`).
+    bad : ndarray of bool, optional
+        Unusable pixels.
+
+    Returns
+    -------
+    float
+        Factor (dimensionless) to multiply errors propagated with independent
+        pixels by; ≈1 for uncorrelated noise with honest errors.
+    """
+    from scipy import ndimage
+    from scipy.signal import fftconvolve
+
+    unusable = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
+    if bad is not None:
+        unusable |= bad
+    clean = np.where(unusable, 0.0, data).astype(np.float64)
+    var = np.where(unusable, 0.0, np.asarray(err, np.float64) ** 2)
+    kernel = np.asarray(kernel, np.float64)
+    summed = fftconvolve(clean, kernel, mode="same")
+    noise = np.sqrt(np.clip(fftconvolve(var, kernel**2, mode="same"), 0.0, None))
+    usable = ~ndimage.binary_dilation(unusable, structure=np.ones(kernel.shape, bool))
+    return smoothed_noise_scale(summed, noise, usable)
+
+
 def segment_sources(
     data,
     err,

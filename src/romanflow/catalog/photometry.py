@@ -304,7 +304,7 @@ def _box_kernel_1d(width_samples: float) -> np.ndarray:
 
 def resampled_effective_psf(native_epsf, native_oversample: int, native_scale_arcsec: float,
                             pixel_scale_arcsec: float, *, drop_size_arcsec: float | None = None,
-                            oversample: int = 4, size_pix: int = 41) -> np.ndarray:
+                            detector_to_image=None, oversample: int = 4, size_pix: int = 41) -> np.ndarray:
     """Effective PSF of an image resampled (drizzled) from native detector pixels onto a new pixel grid.
 
     A drizzled point source is the native effective PSF (optics ⊗ native pixel)
@@ -325,6 +325,13 @@ def resampled_effective_psf(native_epsf, native_oversample: int, native_scale_ar
         Native and output pixel scales (arcsec).
     drop_size_arcsec : float or None
         Side of the drizzle drop (arcsec); None for no resampling kernel.
+    detector_to_image : array_like (2, 2) or None
+        Linear map of on-sky offsets from the detector's pixel axes (x, y) to
+        the output image's pixel axes (arcsec per arcsec: the pixel Jacobian
+        d(x_out, y_out)/d(x_det, y_det) times output/native pixel scale), i.e.
+        the rotation (and parity flip) of the detector on the output grid.
+        The optics and the drop follow the detector axes, the output pixel
+        the image axes. None: the axes coincide.
     oversample : int
         Samples per output pixel of the result.
     size_pix : int
@@ -342,14 +349,28 @@ def resampled_effective_psf(native_epsf, native_oversample: int, native_scale_ar
 
     epsf = np.asarray(native_epsf, np.float64)
     fine = native_scale_arcsec / native_oversample  # arcsec per native sample
-    kernel = np.ones((1, 1))
-    if drop_size_arcsec is not None:
-        kx = np.convolve(_box_kernel_1d(drop_size_arcsec / fine), _box_kernel_1d(pixel_scale_arcsec / fine))
-        kernel = np.outer(kx, kx)
-    smooth = fftconvolve(epsf, kernel, mode="same") if kernel.size > 1 else epsf
-    n = smooth.shape[0]
+    n = epsf.shape[0]
     centre = (n - 1) / 2.0
     grid = (np.arange(n) - centre) * fine
+    smooth = epsf
+    if drop_size_arcsec is not None:
+        # the drop is the native pixel shrunk by pixfrac: aligned with the detector axes
+        kd = _box_kernel_1d(drop_size_arcsec / fine)
+        smooth = fftconvolve(smooth, np.outer(kd, kd), mode="same")
+    if detector_to_image is not None:
+        # resample onto the image axes: value at image offset u is the detector-frame value at M^-1 u
+        matrix = np.asarray(detector_to_image, np.float64)
+        inverse = np.linalg.inv(matrix)
+        native_spline = RectBivariateSpline(grid, grid, smooth, kx=3, ky=3)
+        gy, gx = np.meshgrid(grid, grid, indexing="ij")
+        dx = inverse[0, 0] * gx + inverse[0, 1] * gy
+        dy = inverse[1, 0] * gx + inverse[1, 1] * gy
+        inside = (np.abs(dx) <= grid[-1]) & (np.abs(dy) <= grid[-1])
+        smooth = np.where(inside, native_spline.ev(dy, dx), 0.0) / abs(np.linalg.det(matrix))
+    if drop_size_arcsec is not None:
+        # the output pixel is aligned with the image axes
+        kp = _box_kernel_1d(pixel_scale_arcsec / fine)
+        smooth = fftconvolve(smooth, np.outer(kp, kp), mode="same")
     spline = RectBivariateSpline(grid, grid, smooth, kx=3, ky=3)
     m = size_pix * oversample + 1
     out_grid = (np.arange(m) - (m - 1) / 2.0) * (pixel_scale_arcsec / oversample)
@@ -383,7 +404,8 @@ def effective_psf_fwhm(epsf, oversample: int) -> float:
 
 
 def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, *,
-                    drop_size_arcsec: float | None = None, oversample: int = 4, size_pix: int = 41):
+                    drop_size_arcsec: float | None = None, detector_to_image=None,
+                    oversample: int = 4, size_pix: int = 41):
     """Unit-flux PSF model of a WFI image from galsim.roman's optics (:mod:`romanflow.psf`).
 
     Parameters
@@ -397,6 +419,9 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
     drop_size_arcsec : float or None
         Drizzle drop side (native pixel × pixfrac) for a resampled image; None
         for an image in native detector pixels.
+    detector_to_image : array_like (2, 2), or sequence of them (one per detector), or None
+        Orientation of each detector's axes on the image grid
+        (:func:`resampled_effective_psf`); None when the image is in detector axes.
     oversample, size_pix : int
         Sampling (per image pixel) and extent (image pixels) of the model.
 
@@ -411,9 +436,20 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
 
     native_oversample = 8
     native_size = int(np.ceil(size_pix * pixel_scale_arcsec / PIXEL_SCALE)) + 8
-    stack = [psf_image(d, optical_element, oversample=native_oversample, size=native_size) for d in detectors]
-    native = np.mean(stack, axis=0)
-    epsf = resampled_effective_psf(native, native_oversample, PIXEL_SCALE, pixel_scale_arcsec,
-                                   drop_size_arcsec=drop_size_arcsec, oversample=oversample, size_pix=size_pix)
+    detectors = list(detectors)
+    if detector_to_image is None or np.ndim(detector_to_image) == 2:
+        matrices = [detector_to_image] * len(detectors)
+    else:
+        matrices = list(detector_to_image)
+        if len(matrices) != len(detectors):
+            raise ValueError(f"{len(matrices)} orientation matrices for {len(detectors)} detectors")
+    stack = [
+        resampled_effective_psf(psf_image(d, optical_element, oversample=native_oversample, size=native_size),
+                                native_oversample, PIXEL_SCALE, pixel_scale_arcsec,
+                                drop_size_arcsec=drop_size_arcsec, detector_to_image=m,
+                                oversample=oversample, size_pix=size_pix)
+        for d, m in zip(detectors, matrices)
+    ]
+    epsf = np.mean(stack, axis=0)
     return image_psf(epsf, oversample), effective_psf_fwhm(epsf, oversample)
 

@@ -24,15 +24,60 @@ _SR_PER_ARCSEC2 = (np.pi / 180.0 / 3600.0) ** 2
 _DETECTOR_IN_NAME = re.compile(r"_(wfi\d\d)_", re.IGNORECASE)
 
 
-def _roman_psf(detectors, band, scale, drop_size_arcsec):
+def detector_to_image_matrix(detector_wcs, image_wcs, x, y) -> np.ndarray:
+    """Orientation of a detector's pixel axes on an image grid, at image pixel (x, y).
+
+    Returns the 2×2 Jacobian d(x_img, y_img)/d(x_det, y_det) normalised to unit
+    determinant magnitude: a rotation, with a parity flip when the determinant
+    is negative (arcsec per arcsec, see
+    :func:`romanflow.catalog.photometry.resampled_effective_psf`).
+    """
+    xs = np.array([x, x + 1.0, x], np.float64)
+    ys = np.array([y, y, y + 1.0], np.float64)
+    ra, dec = image_wcs.pixel_to_world_values(xs, ys)
+    dx, dy = (np.asarray(v, np.float64) for v in detector_wcs.world_to_pixel_values(ra, dec))
+    image_to_detector = np.array([[dx[1] - dx[0], dx[2] - dx[0]], [dy[1] - dy[0], dy[2] - dy[0]]])
+    if not np.all(np.isfinite(image_to_detector)):
+        raise RomanflowError(f"image pixel ({x:.0f}, {y:.0f}) has no position on the detector")
+    matrix = np.linalg.inv(image_to_detector)
+    return matrix / np.sqrt(abs(np.linalg.det(matrix)))
+
+
+def _member_orientations(path: Path, model, members):
+    """(detectors, matrices) of the mosaic's members found as files beside it (same folder,
+    ``../registered``, ``../l2``); (None, None) when any is missing."""
+    import roman_datamodels as rdm
+
+    ny, nx = model.data.shape
+    detectors, matrices = [], []
+    for name in members:
+        found = next((d / name for d in (path.parent, path.parent.parent / "registered", path.parent.parent / "l2")
+                      if (d / name).is_file()), None)
+        match = _DETECTOR_IN_NAME.search(name)
+        if found is None or match is None:
+            return None, None
+        try:
+            with rdm.open(found) as member:
+                matrices.append(detector_to_image_matrix(member.meta.wcs, model.meta.wcs, nx / 2.0, ny / 2.0))
+        except Exception:  # noqa: BLE001 - an unreadable member leaves the orientation unknown
+            return None, None
+        detectors.append(match.group(1).upper())
+    return (detectors, matrices) if detectors else (None, None)
+
+
+def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None):
     """(model, FWHM arcsec) of the galsim.roman PSF, or (None, None) when the band or detectors are unknown."""
     from romanflow.detector import IMAGING_FILTERS, check_filter
 
     try:
         if not detectors or check_filter(str(band)) not in IMAGING_FILTERS:
             return None, None
-        model, fwhm_pix = roman_psf_model(sorted(set(detectors)), str(band), scale,
-                                          drop_size_arcsec=drop_size_arcsec)
+        if detector_to_image is None:
+            model, fwhm_pix = roman_psf_model(sorted(set(detectors)), str(band), scale,
+                                              drop_size_arcsec=drop_size_arcsec)
+        else:
+            model, fwhm_pix = roman_psf_model(list(detectors), str(band), scale, drop_size_arcsec=drop_size_arcsec,
+                                              detector_to_image=list(detector_to_image))
     except RomanflowError:
         return None, None
     return model, fwhm_pix * scale
@@ -92,8 +137,15 @@ def _ref_files(meta) -> dict:
     return out
 
 
-def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic") -> BandImage:
-    """A :class:`BandImage` from an L3 ``MosaicModel`` (MJy/sr), open or in memory."""
+def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic",
+                           member_orientations=None) -> BandImage:
+    """A :class:`BandImage` from an L3 ``MosaicModel`` (MJy/sr), open or in memory.
+
+    ``member_orientations``: ``(detectors, matrices)``, the detector of each
+    member and its orientation on the mosaic grid (:func:`detector_to_image_matrix`);
+    the PSF model is then built in the mosaic's axes. Without it the PSF is
+    modelled in detector axes.
+    """
     wcs = model.meta.wcs if "wcs" in model.meta else None
     if wcs is None:
         raise RomanflowError(f"{source}: the mosaic has no WCS (meta.wcs)")
@@ -119,8 +171,12 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
             pixfrac = float(model.meta.resample.pixfrac)
         except Exception:  # noqa: BLE001 - optional metadata
             pixfrac = 1.0
-        detectors = [m.group(1).upper() for m in map(_DETECTOR_IN_NAME.search, members) if m]
-        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac)
+        if member_orientations is not None:
+            detectors, matrices = member_orientations
+        else:
+            detectors = [m.group(1).upper() for m in map(_DETECTOR_IN_NAME.search, members) if m]
+            matrices = None
+        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac, matrices)
     return BandImage(
         band=str(band),
         data=data,
@@ -148,8 +204,17 @@ def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
     with model:
+        orientations = None
+        if psf_fwhm_arcsec is None:
+            try:
+                members = [str(m) for m in model.meta.resample.members]
+            except Exception:  # noqa: BLE001 - optional metadata
+                members = []
+            detectors, matrices = _member_orientations(path, model, members)
+            orientations = None if detectors is None else (detectors, matrices)
         try:
-            image = band_image_from_mosaic(model, psf_fwhm_arcsec=psf_fwhm_arcsec, source=str(path))
+            image = band_image_from_mosaic(model, psf_fwhm_arcsec=psf_fwhm_arcsec, source=str(path),
+                                           member_orientations=orientations)
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
         image.provenance["inputs"] = [path.name]

@@ -76,6 +76,8 @@ class _Prepared:
     psf_model: object
     psf_fwhm_pix: float
     dq: np.ndarray | None
+    psf_noise_scale: float = 1.0  # actual / propagated noise of a PSF-weighted sum
+    aperture_noise_scale: tuple = ()  # same for each of APERTURE_RADII_ARCSEC
 
 
 def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
@@ -109,7 +111,14 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
         else:
             fwhm_pix = estimate_psf_fwhm(data, err, segm, fwhm_guess)
         psf_model = photometry.gaussian_psf(fwhm_pix)
-    return _Prepared(band_token(image.band), data, err, bad, scale, psf_model, fwhm_pix, image.dq)
+    # Resampled images have correlated pixels: errors propagated pixel by pixel are too small.
+    # The factor for a PSF fit is that of the matched filter (PSF-shaped weights), for an
+    # aperture that of its top-hat, both measured on this image.
+    psf_noise_scale = detect.kernel_noise_scale(data, err, detect.gaussian_kernel(fwhm_pix), bad)
+    aperture_noise_scale = tuple(detect.kernel_noise_scale(data, err, detect.disk_kernel(r / scale), bad)
+                                 for r in APERTURE_RADII_ARCSEC)
+    return _Prepared(band_token(image.band), data, err, bad, scale, psf_model, fwhm_pix, image.dq,
+                     psf_noise_scale, aperture_noise_scale)
 
 
 def estimate_psf_fwhm(data, err, segm, fwhm_guess_pix: float, n_max: int = 200) -> float:
@@ -222,6 +231,7 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
     n = len(x)
     radii_pix = [r / prep.scale for r in APERTURE_RADII_ARCSEC]
     flux, flux_err, edge = photometry.aperture_fluxes(prep.data, prep.err, x, y, radii_pix, mask=prep.bad)
+    flux_err = flux_err * np.asarray(prep.aperture_noise_scale)[None, :]
     for i, r in enumerate(APERTURE_RADII_ARCSEC):
         cols[f"aper{radius_token(r)}_{b}_flux"] = flux[:, i]
         cols[f"aper{radius_token(r)}_{b}_flux_err"] = flux_err[:, i]
@@ -269,7 +279,7 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
         psf_fail = (fit["flags"] != 0) | ~np.isfinite(fit["flux"]) | (np.hypot(fit["x"] - x, fit["y"] - y) > 2.0)
         cols[f"x_psf_{b}"], cols[f"y_psf_{b}"] = fit["x"], fit["y"]
         cols[f"x_psf_{b}_err"], cols[f"y_psf_{b}_err"] = fit["x_err"], fit["y_err"]
-        cols[f"psf_{b}_flux"], cols[f"psf_{b}_flux_err"] = fit["flux"], fit["flux_err"]
+        cols[f"psf_{b}_flux"], cols[f"psf_{b}_flux_err"] = fit["flux"], fit["flux_err"] * prep.psf_noise_scale
         cols[f"psf_gof_{b}"] = fit["reduced_chi2"]
         cols[f"psf_flags_{b}"] = fit["flags"]
     else:
@@ -352,6 +362,8 @@ def make_catalog(
         "bands": bands,
         "pixel_scale_arcsec": scale,
         "psf_fwhm_arcsec": {p.band: float(p.psf_fwhm_pix * scale) for p in preps},
+        "error_scale": {p.band: {"psf": float(p.psf_noise_scale),
+                                 "aperture": [float(f) for f in p.aperture_noise_scale]} for p in preps},
         "detection": {"snr_threshold": snr_threshold, "n_pixels": n_pixels, "deblend": deblend,
                       "kernel_fwhm_pix": kernel_fwhm, "noise_scale": float(noise_scale)},
     }
@@ -493,9 +505,9 @@ def forced_photometry(images, ra, dec, ids=None, *, psf_fit_shape=(5, 5), backgr
         )
         for i, r in enumerate(APERTURE_RADII_ARCSEC):
             v[f"aper{radius_token(r)}_{b}_flux"] = np.where(inside, flux[:, i], np.nan)
-            v[f"aper{radius_token(r)}_{b}_flux_err"] = np.where(inside, flux_err[:, i], np.nan)
+            v[f"aper{radius_token(r)}_{b}_flux_err"] = np.where(inside, flux_err[:, i] * prep.aperture_noise_scale[i], np.nan)
         pf, pe, chi2 = photometry.forced_psf_fluxes(prep.data, prep.err, x, y, prep.psf_model, fit_shape=psf_fit_shape, mask=prep.bad)
-        v[f"psf_{b}_flux"], v[f"psf_{b}_flux_err"], v[f"psf_gof_{b}"] = pf, pe, chi2
+        v[f"psf_{b}_flux"], v[f"psf_{b}_flux_err"], v[f"psf_gof_{b}"] = pf, pe * prep.psf_noise_scale, chi2
         warning |= np.where(edge | ~inside, WARNING_FLAGS["EDGE"], 0).astype(np.int32)
         meta["psf_fwhm_arcsec"][b] = float(prep.psf_fwhm_pix * prep.scale)
     if n == 0:
