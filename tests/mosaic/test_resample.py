@@ -119,3 +119,15 @@ def test_surface_brightness_mosaic_conserves_flux_in_physical_units(scene):
     ratio = mjy / expected
     # the WFI pixel is not exactly 0.11" (distortion): the ratio is the same for every star
     assert np.std(ratio) < 0.005 and abs(np.median(ratio) - 1) < 0.03, ratio
+
+
+def test_flux_is_conserved_when_read_noise_variance_follows_the_signal(scene):
+    """In real L2 files var_rnoise grows with the rate (optimal ramp weighting); weights must not."""
+    images = []
+    for k, d in enumerate(DITHERS):
+        image = scene.image(k, d, noise=False)
+        image.var_rnoise = (image.var_rnoise * (1.0 + np.clip(image.data, 0, None))).astype(np.float32)
+        images.append(image)
+    product = resample(iter(images), scene.wcs)
+    ratio = _aperture_sums(product, scene, sky=product.meta["sky_level"]) / scene.stars[2]
+    assert np.all(np.abs(ratio - 1) < 0.005), ratio

@@ -17,9 +17,10 @@ Units and flux: L2 pixels are count rates per detector pixel (DN/s).
   the per-pixel form keeps total flux exact across the detector. Output values
   are DN/s per output pixel; variances follow with the square of the same factor.
 
-Weights: ``'ivm'`` uses the inverse read-noise variance (in output units; rebuilt
-from ``err`` when ``var_rnoise`` is missing or zero), ``'exptime'`` the exposure
-time. Variances are drizzled with squared weights (drizzle's ``data2``), which
+Weights: ``'ivm'`` uses the inverse of each input's median read-noise variance
+(in output units; rebuilt from ``err`` when ``var_rnoise`` is missing or zero), one
+value per input so that the weight never follows the signal; ``'exptime'`` the
+exposure time. Variances are drizzled with squared weights (drizzle's ``data2``), which
 is exact per-pixel error propagation for the square kernel.
 
 Sky: each input's level is measured with sigma-clipped statistics and
@@ -185,8 +186,12 @@ class DrizzleAccumulator:
         exptime = exposure_time(image.meta)
         if self.weight_type == "ivm":
             var_rn = rnoise_variance(image) * inv_area**2
-            with np.errstate(divide="ignore", invalid="ignore"):
-                weight = np.where(good & np.isfinite(var_rn) & (var_rn > 0), 1.0 / var_rn, 0.0).astype(np.float32)
+            usable = good & np.isfinite(var_rn) & (var_rn > 0)
+            # One inverse variance per input (its median read-noise variance): a per-pixel weight
+            # would follow the signal (the read-noise variance of an optimally weighted ramp grows
+            # with the pixel's rate), down-weight star cores against their neighbours and lose flux.
+            level = float(np.median(var_rn[usable])) if usable.any() else np.inf
+            weight = np.where(usable, np.float32(1.0 / level), np.float32(0)).astype(np.float32)
         else:
             weight = np.where(good, np.float32(exptime), np.float32(0)).astype(np.float32)
         data = np.where(weight > 0, data, 0.0).astype(np.float32)
