@@ -170,6 +170,14 @@ def _run_steps(exposure: RampExposure, options: CalibrationOptions, references: 
     def wanted(step):
         return () if step in options.skip else STEP_REFTYPES.get(step, ())
 
+    def with_reference(reftype, step_function, target, *members):
+        """A step call on ``target`` with members of its reference (nothing when the type is N/A)."""
+        def call():
+            ref = loader.get(reftype)
+            if ref is not None:
+                step_function(target, *(ref[name] for name in members))
+        return call
+
     # The dark is read before the fit only if it is a per-resultant cube; a dark rate is read after the
     # fit, so it is not held in memory while the ramps are fitted.
     per_resultant_dark = "dark" not in options.skip and _dark_is_per_resultant(references.get("dark"))
@@ -184,22 +192,12 @@ def _run_steps(exposure: RampExposure, options: CalibrationOptions, references: 
         dq_init(exposure, None)
         mark_step(meta, "dq_init", SKIPPED)
 
-    def do_saturation():
-        ref = loader.get("saturation")
-        if ref is not None:
-            saturation(exposure, ref["data"], ref["dq"])
-
     loader.read_ahead(*wanted("linearity"))
-    run("saturation", do_saturation)
+    run("saturation", with_reference("saturation", saturation, exposure, "data", "dq"))
     run("refpix", lambda: refpix(exposure))
 
-    def do_linearity():
-        ref = loader.get("linearity")
-        if ref is not None:
-            linearity(exposure, ref["coeffs"], ref["dq"])
-
     loader.read_ahead(*wanted("ramp_fit"))
-    run("linearity", do_linearity)
+    run("linearity", with_reference("linearity", linearity, exposure, "coeffs", "dq"))
 
     if per_resultant_dark:
         start = time.perf_counter()
@@ -215,31 +213,15 @@ def _run_steps(exposure: RampExposure, options: CalibrationOptions, references: 
 
     image = run("ramp_fit", do_ramp_fit)
 
-    def do_dark():
-        ref = loader.get("dark")
-        if ref is not None:
-            dark_rate_step(image, ref["dark_slope"], ref["dq"])
-
     if not per_resultant_dark:
         loader.read_ahead(*wanted("assign_wcs"))
-        run("dark", do_dark)
+        run("dark", with_reference("dark", dark_rate_step, image, "dark_slope", "dq"))
     loader.read_ahead(*wanted("flat_field"))
     run("assign_wcs", lambda: assign_wcs(image, loader.get("distortion")))
 
-    def do_flat():
-        ref = loader.get("flat")
-        if ref is not None:
-            flat_field(image, ref["data"], ref["err"], ref["dq"])
-
     loader.read_ahead(*wanted("photom"))
-    run("flat_field", do_flat)
-
-    def do_photom():
-        ref = loader.get("photom")
-        if ref is not None:
-            photom(image, ref["phot_table"])
-
-    run("photom", do_photom)
+    run("flat_field", with_reference("flat", flat_field, image, "data", "err", "dq"))
+    run("photom", with_reference("photom", photom, image, "phot_table"))
     return image
 
 

@@ -47,6 +47,7 @@ from numba import prange
 from romanflow import dq
 from romanflow.detector import ReadPattern
 from romanflow.errors import RomanflowError
+from romanflow.kernels.checks import resultant_cube
 
 #: Casertano (2022) table 2: signal-to-noise thresholds and weighting powers.
 POWER_THRESHOLDS = np.array([5.0, 10.0, 20.0, 50.0, 100.0])
@@ -213,14 +214,8 @@ def _difference_tables(read_pattern: ReadPattern):
 def _prepare(resultants, groupdq, read_noise, gain, read_pattern):
     if not isinstance(read_pattern, ReadPattern):
         raise RomanflowError("ramp fitting needs a ReadPattern (romanflow.detector.ReadPattern)")
-    resultants = np.asarray(resultants)
-    if resultants.ndim != 3:
-        raise RomanflowError(f"resultants must be 3-D (n_resultants, ny, nx), got shape {resultants.shape}")
+    resultants = resultant_cube(resultants, read_pattern)
     n, ny, nx = resultants.shape
-    if n != read_pattern.n_resultants:
-        raise RomanflowError(
-            f"resultants have {n} planes but the read pattern describes {read_pattern.n_resultants} resultants"
-        )
     resultants = np.ascontiguousarray(resultants, dtype=np.float32)
     if groupdq is None:
         groupdq = np.zeros(resultants.shape, dtype=np.uint8)

@@ -14,6 +14,7 @@ from numba import prange
 from romanflow import dq
 from romanflow.detector import ReadPattern
 from romanflow.errors import RomanflowError
+from romanflow.kernels.checks import resultant_cube
 
 #: Threshold used where a pixel must not be checked (above the 16-bit A/D range).
 NO_CHECK_THRESHOLD = 65536.0
@@ -48,14 +49,8 @@ def flag_saturation(resultants, saturation_threshold, read_pattern: ReadPattern,
            1 does not predict saturation by the end of resultant 3, and
            resultant 2 exceeds threshold / (reads in resultant 2).
     """
-    resultants = np.asarray(resultants)
-    if resultants.ndim != 3:
-        raise RomanflowError(f"resultants must be 3-D (n_resultants, ny, nx), got shape {resultants.shape}")
+    resultants = resultant_cube(resultants, read_pattern)
     n, ny, nx = resultants.shape
-    if n != read_pattern.n_resultants:
-        raise RomanflowError(
-            f"resultants have {n} planes but the read pattern describes {read_pattern.n_resultants} resultants"
-        )
     threshold = np.array(np.broadcast_to(saturation_threshold, (ny, nx)), dtype=np.float32)
     no_check = ~np.isfinite(threshold)
     if threshold_dq is not None:
