@@ -132,37 +132,30 @@ def registration_accuracy(out: Path, min_snr: float = 100.0) -> list[dict]:
 
 def catalog_accuracy_rows(out: Path, filters) -> tuple[list[dict], Path | None]:
     """Each sky cell's multi-band catalog against the true stars; draws the first one."""
-    import pandas as pd
     from astropy.table import QTable
 
     from romanflow.catalog.products import read_band_image
-    from romanflow.validation import catalog_accuracy
+    from romanflow.validation import catalog_accuracy, colour_accuracy, covered_by, survey_truth
 
-    from romanflow.astrometry.refcat import decimal_year
-    from romanflow.formats import read_l2
-    from romanflow.simulate import Scene
-
-    scene = pd.read_parquet(out / "scene" / "scene.parquet")
-    # true positions at the epoch of the observations (stars move: proper motions)
-    epoch = decimal_year(read_l2(next((out / "l2").glob("*_cal.asdf"))).meta["exposure"]["start_time"])
-    scene["ra"], scene["dec"] = Scene(scene).positions_at(epoch)
+    scene = survey_truth(out)
     rows, png = [], None
     for cat_path in sorted((out / "l4").glob("*_cat.parquet")):
         cell = cat_path.name.replace("_cat.parquet", "")
         table = QTable.read(cat_path)
         image = read_band_image(out / "l3" / f"{cell}_{filters[0].lower()}_coadd.asdf")
-        ny, nx = image.data.shape
-        tx, ty = image.wcs.world_to_pixel_values(scene["ra"].to_numpy(), scene["dec"].to_numpy())
-        covered = np.zeros(len(scene), bool)
-        inside = (tx > 15) & (ty > 15) & (tx < nx - 15) & (ty < ny - 15)
-        ix = np.clip(np.nan_to_num(tx, nan=-1).astype(int), 0, nx - 1)
-        iy = np.clip(np.nan_to_num(ty, nan=-1).astype(int), 0, ny - 1)
-        covered[inside] = np.isfinite(image.data[iy[inside], ix[inside]]) & (image.err[iy[inside], ix[inside]] > 0)
+        covered = covered_by(image, scene)
         for f in filters:
+            mosaic_psf = catalog_accuracy(table, scene[covered], f, flux_column=f"psf_{f.lower()}_flux")
             rows.append({"cell": cell, "filter": f, "sources": len(table),
-                         **catalog_accuracy(table, scene[covered], f)})
+                         **catalog_accuracy(table, scene[covered], f),
+                         "mosaic_psf_bias": mosaic_psf.get("photometric_bias", float("nan")),
+                         "mosaic_psf_residual_std": mosaic_psf.get("normalized_residual_std", float("nan"))})
+        if len(filters) > 1:
+            rows[-1]["colour"] = {"bands": f"{filters[1]}-{filters[0]}",
+                                  **colour_accuracy(table, scene[covered], filters[1], filters[0])}
         if png is None:
             stars = covered & (scene["type"].to_numpy() == "star")
+            tx, ty = image.wcs.world_to_pixel_values(scene["ra"].to_numpy(), scene["dec"].to_numpy())
             png = draw_png(image.data, table, out / "demo_mosaic.png",
                            f"{cell} {filters[0]} mosaic (0.055\"/pix) with its multi-band catalog",
                            truth_xy=(tx[stars], ty[stars]))
@@ -225,14 +218,22 @@ def print_summary(summary: dict, out: Path) -> None:
     for r in summary["registration"]:
         print(f"{r['file']:<44} {r['status']:<9} matches {r['matches']!s:>4}  stars {r['stars']:>3}  "
               f"rms {r['rms_mas']:.1f} mas")
-    print("\nCatalogs against the true stars")
+    print("\nCatalogs against the true stars: point-source fluxes from PSF fits on the exposures;"
+          "\nthe last two columns fit the PSF on the mosaic itself, for comparison")
     print(f"{'sky cell':<15}{'filter':>7}{'sources':>9}{'complete S/N>10':>17}{'bias S/N>50':>13}"
-          f"{'scatter':>9}{'std(z)':>8}{'astrometry':>12}")
+          f"{'scatter':>9}{'std(z)':>8}{'std(z)>20':>10}{'astrometry':>12}{'mosaic bias':>13}{'std(z)':>8}")
+    nan = float("nan")
     for r in summary["catalogs"]:
-        print(f"{r['cell']:<15}{r['filter']:>7}{r['sources']:>9}{r.get('completeness_snr10', float('nan')):>17.1%}"
-              f"{r.get('photometric_bias', float('nan')):>13.2%}{r.get('photometric_scatter', float('nan')):>9.3f}"
-              f"{r.get('normalized_residual_std', float('nan')):>8.2f}"
-              f"{r.get('astrometric_rms_mas', float('nan')):>8.1f} mas")
+        print(f"{r['cell']:<15}{r['filter']:>7}{r['sources']:>9}{r.get('completeness_snr10', nan):>17.1%}"
+              f"{r.get('photometric_bias', nan):>13.2%}{r.get('photometric_scatter', nan):>9.3f}"
+              f"{r.get('normalized_residual_std', nan):>8.2f}{r.get('normalized_residual_std_snr20', nan):>10.2f}"
+              f"{r.get('astrometric_rms_mas', nan):>8.1f} mas{r.get('mosaic_psf_bias', nan):>13.2%}"
+              f"{r.get('mosaic_psf_residual_std', nan):>8.2f}")
+        c = r.get("colour")
+        if c:
+            print(f"{'':<15}{c['bands']:>13} colour of {c['n_stars']} stars (S/N > 50): "
+                  f"bias {c.get('colour_bias', nan):+.4f} mag, scatter {c.get('colour_scatter', nan):.4f} mag, "
+                  f"std(z) {c.get('colour_residual_std', nan):.2f}")
     h = summary["hats"]
     print(f"\nHATS cone search (20\"): {h['cone_rows']} rows through LSDB, {h['brute_force_rows']} by brute force")
     print(f"picture: {summary['picture']}\nsummary: {out / 'summary.json'}")

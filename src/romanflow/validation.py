@@ -117,35 +117,121 @@ def match_sky(ra1, dec1, ra2, dec2, radius_arcsec: float):
     return np.flatnonzero(ok), idx[ok], sep
 
 
-def catalog_accuracy(catalog, truth, band: str, *, match_radius_arcsec: float = 0.1) -> dict:
+def point_source_flux_column(catalog, band: str) -> str:
+    """The catalog's best point-source flux column for a band: the PSF fits on the exposures
+    (``psf_exp_<band>_flux``) when the catalog has them, else the PSF fit on the image."""
+    b = band.lower()
+    name = f"psf_exp_{b}_flux"
+    if name in catalog.colnames and np.isfinite(np.asarray(catalog[name], dtype=float)).any():
+        return name
+    return f"psf_{b}_flux"
+
+
+def _matched_stars(catalog, truth, match_radius_arcsec):
+    stars = truth[truth["type"] == "star"]
+    ic, it, sep = match_sky(np.asarray(catalog["ra"], float), np.asarray(catalog["dec"], float),
+                            stars["ra"].to_numpy(), stars["dec"].to_numpy(), match_radius_arcsec)
+    return stars, ic, it, sep
+
+
+def survey_truth(run_dir):
+    """The simulated scene of a run folder (``scene/scene.parquet``), positions moved to the epoch
+    of its observations (stars have proper motions), as a pandas DataFrame."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from romanflow.astrometry.refcat import decimal_year
+    from romanflow.formats import read_l2
+    from romanflow.simulate import Scene
+
+    run_dir = Path(run_dir)
+    scene = pd.read_parquet(run_dir / "scene" / "scene.parquet")
+    first = next((run_dir / "l2").glob("*_cal.asdf"))
+    epoch = decimal_year(read_l2(first).meta["exposure"]["start_time"])
+    scene["ra"], scene["dec"] = Scene(scene).positions_at(epoch)
+    return scene
+
+
+def covered_by(image, truth, margin_pix: float = 15.0) -> np.ndarray:
+    """True for true sources on usable pixels of an image (``data``, ``err``, ``wcs``), at least
+    ``margin_pix`` from its edges."""
+    ny, nx = image.data.shape
+    tx, ty = image.wcs.world_to_pixel_values(truth["ra"].to_numpy(), truth["dec"].to_numpy())
+    tx, ty = np.nan_to_num(tx, nan=-1.0), np.nan_to_num(ty, nan=-1.0)
+    inside = (tx > margin_pix) & (ty > margin_pix) & (tx < nx - margin_pix) & (ty < ny - margin_pix)
+    ix = np.clip(tx.astype(int), 0, nx - 1)
+    iy = np.clip(ty.astype(int), 0, ny - 1)
+    return inside & np.isfinite(image.data[iy, ix]) & (image.err[iy, ix] > 0)
+
+
+def blended_stars(truth, stars, band: str, *, radius_arcsec: float = 0.5, flux_fraction: float = 0.05) -> np.ndarray:
+    """True for stars with another true source within ``radius_arcsec`` that is brighter than
+    ``flux_fraction`` of the star in ``band``: their measured flux mixes two sources."""
+    from scipy.spatial import cKDTree
+
+    dec0 = np.deg2rad(float(np.median(truth["dec"]))) if len(truth) else 0.0
+    def xy(t):
+        return np.column_stack([t["ra"].to_numpy() * np.cos(dec0) * 3600.0, t["dec"].to_numpy() * 3600.0])
+    mags = truth[f"mag_{band.upper()}"].to_numpy()
+    out = np.zeros(len(stars), bool)
+    if len(stars) == 0 or len(truth) < 2:
+        return out
+    tree = cKDTree(xy(truth))
+    star_mags = stars[f"mag_{band.upper()}"].to_numpy()
+    for i, (near, mag) in enumerate(zip(tree.query_ball_point(xy(stars), radius_arcsec), star_mags)):
+        # the star itself is at distance 0 with the same magnitude; any other bright enough source blends
+        bright = mags[near] < mag - 2.5 * np.log10(flux_fraction)
+        out[i] = bright.sum() > 1
+    return out
+
+
+def catalog_accuracy(catalog, truth, band: str, *, flux_column: str | None = None,
+                     match_radius_arcsec: float = 0.1) -> dict:
     """Completeness, photometry and astrometry of a catalog against true stars.
 
     Parameters
     ----------
     catalog : table
-        Catalog with ``ra``, ``dec``, ``psf_<band>_flux`` and ``_err`` (nJy).
+        Catalog with ``ra``, ``dec`` and a flux column with its ``_err`` (nJy).
     truth : pandas.DataFrame
         True sources with ``ra``, ``dec``, ``type`` and ``mag_<BAND>`` (AB), restricted
         to the catalogued area by the caller.
     band : str
         e.g. ``'F158'``.
+    flux_column : str, optional
+        Flux to test; :func:`point_source_flux_column` by default.
+
+    Returns
+    -------
+    dict
+        ``photometric_bias`` (median flux / true − 1), ``photometric_scatter`` and
+        ``normalized_residual_std`` (std of (flux − true) / error) of stars with
+        S/N > 50, the same std for S/N > 20 (``normalized_residual_std_snr20``),
+        ``astrometric_rms_mas`` of stars with S/N > 50, all without the stars that
+        another true source blends (:func:`blended_stars`, counted in
+        ``n_blended``); ``completeness_snr10`` over all stars.
     """
-    b = band.lower()
-    flux = np.asarray(catalog[f"psf_{b}_flux"], dtype=float)
-    flux_err = np.asarray(catalog[f"psf_{b}_flux_err"], dtype=float)
-    stars = truth[truth["type"] == "star"]
-    ic, it, sep = match_sky(np.asarray(catalog["ra"], float), np.asarray(catalog["dec"], float),
-                            stars["ra"].to_numpy(), stars["dec"].to_numpy(), match_radius_arcsec)
+    flux_column = flux_column or point_source_flux_column(catalog, band)
+    flux = np.asarray(catalog[flux_column], dtype=float)
+    flux_err = np.asarray(catalog[f"{flux_column}_err"], dtype=float)
+    stars, ic, it, sep = _matched_stars(catalog, truth, match_radius_arcsec)
     true_flux = 10 ** (-0.4 * (stars[f"mag_{band.upper()}"].to_numpy()[it] - 31.4))  # nJy
     snr = flux[ic] / flux_err[ic]
-    out = {"stars_matched": int(len(ic))}
-    bright = np.isfinite(snr) & (snr > 50)
+    out = {"flux_column": flux_column, "stars_matched": int(len(ic))}
+    z = (flux[ic] - true_flux) / flux_err[ic]
+    isolated = ~blended_stars(truth, stars.iloc[it], band)
+    out["n_blended"] = int((~isolated & np.isfinite(snr) & (snr > 20)).sum())
+    bright = np.isfinite(snr) & (snr > 50) & isolated
     if bright.sum() >= 3:
         ratio = flux[ic][bright] / true_flux[bright]
-        z = (flux[ic][bright] - true_flux[bright]) / flux_err[ic][bright]
         out.update(photometric_bias=float(np.median(ratio) - 1), photometric_scatter=float(np.std(ratio)),
-                   normalized_residual_std=float(np.std(z)), astrometric_rms_mas=float(np.sqrt(np.mean(sep[bright] ** 2)) * 1e3),
+                   normalized_residual_std=float(np.std(z[bright])),
+                   astrometric_rms_mas=float(np.sqrt(np.mean(sep[bright] ** 2)) * 1e3),
                    n_bright=int(bright.sum()))
+    medium = np.isfinite(snr) & (snr > 20) & isolated
+    if medium.sum() >= 3:
+        out.update(normalized_residual_std_snr20=float(np.std(z[medium])), n_snr20=int(medium.sum()))
     # Completeness at S/N 10: the true flux at which the catalog's S/N is 10, from its own errors.
     near10 = np.isfinite(snr) & (snr > 8) & (snr < 12)
     if near10.sum() >= 3:
@@ -157,6 +243,34 @@ def catalog_accuracy(catalog, truth, band: str, *, match_radius_arcsec: float = 
         out.update(completeness_snr10=float(found[above].mean()) if above.any() else float("nan"),
                    stars_above_snr10=int(above.sum()))
     return out
+
+
+def colour_accuracy(catalog, truth, band1: str, band2: str, *, min_snr: float = 50.0,
+                    match_radius_arcsec: float = 0.1) -> dict:
+    """Measured ``band1 − band2`` colours (AB mag) of stars against the truth.
+
+    Uses each band's :func:`point_source_flux_column`; stars with S/N > ``min_snr``
+    in both bands. Returns ``colour_bias`` (median measured − true, mag),
+    ``colour_scatter`` (std, mag), ``colour_residual_std`` (std of the difference
+    over its error) and ``n_stars``.
+    """
+    stars, ic, it, _ = _matched_stars(catalog, truth, match_radius_arcsec)
+    mags, errs = [], []
+    for band in (band1, band2):
+        col = point_source_flux_column(catalog, band)
+        f = np.asarray(catalog[col], dtype=float)[ic]
+        e = np.asarray(catalog[f"{col}_err"], dtype=float)[ic]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mags.append(-2.5 * np.log10(f) + 31.4)
+            errs.append(np.where(f > 0, 2.5 / np.log(10) * e / f, np.nan))
+    use = np.isfinite(mags[0]) & np.isfinite(mags[1]) & (errs[0] < 1.0857 / min_snr) & (errs[1] < 1.0857 / min_snr)
+    true = (stars[f"mag_{band1.upper()}"].to_numpy() - stars[f"mag_{band2.upper()}"].to_numpy())[it]
+    diff = (mags[0] - mags[1] - true)[use]
+    if use.sum() < 3:
+        return {"n_stars": int(use.sum())}
+    err = np.hypot(errs[0], errs[1])[use]
+    return {"colour_bias": float(np.median(diff)), "colour_scatter": float(np.std(diff)),
+            "colour_residual_std": float(np.std(diff / err)), "n_stars": int(use.sum())}
 
 
 def sky_errors_mas(image, catalog, truth, *, snr_min: float = 100.0) -> np.ndarray:

@@ -146,4 +146,9 @@ def test_residual_correlated_noise_enters_the_read_noise_only_after_refpix(calib
     ratio = np.median(image.var_rnoise[sky] / plain.var_rnoise[sky])
     model = DetectorModel("WFI01", SIZE)
     expected = np.median(1.0 + residual / model.read_noise[S, S].astype(np.float64) ** 2)
-    assert ratio == pytest.approx(expected, rel=0.05)
+    if method == "casertano":
+        assert ratio == pytest.approx(expected, rel=0.05)
+    else:
+        # the likelihood fit re-optimises its weights for the larger read noise, so the
+        # read-noise variance of its rate grows by less than the read noise itself
+        assert 1.0 + 0.5 * (expected - 1.0) < ratio <= expected * 1.02

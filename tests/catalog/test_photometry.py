@@ -59,3 +59,36 @@ def test_forced_psf_flux_is_unbiased_with_honest_errors():
     pull = (flux - 200.0) / flux_err
     assert abs(np.mean(pull)) < 0.25 and 0.85 < np.std(pull) < 1.15
     assert 0.7 < np.median(chi2) < 1.3
+
+
+def test_background_weights_keep_bright_psf_fluxes_unbiased():
+    """Weights from an error map that follows each pixel's noisy signal bias PSF fluxes low."""
+    rng = np.random.default_rng(11)
+    model = photometry.gaussian_psf(2.7)
+    shape = (600, 600)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    grid = np.arange(15, 600, 30)
+    xs = np.repeat(grid, len(grid)) + rng.uniform(-0.5, 0.5, len(grid) ** 2)
+    ys = np.tile(grid, len(grid)) + rng.uniform(-0.5, 0.5, len(grid) ** 2)
+    truth = np.zeros(shape)
+    for x, y in zip(xs, ys):
+        model.x_0, model.y_0, model.flux = x, y, 300.0
+        truth += model(xx, yy)
+    background_var = 1.0
+    image = rng.poisson(truth).astype(float) + rng.normal(0, np.sqrt(background_var), shape)
+    # the pipeline's error map: Poisson variance estimated from the measured signal
+    err = np.sqrt(np.clip(image, 0, None) + background_var)
+    flat_err = np.full(shape, np.sqrt(background_var))
+    biased, _, _ = photometry.forced_psf_fluxes(image, err, xs, ys, model, fit_shape=(7, 7))
+    flux, flux_err, chi2 = photometry.forced_psf_fluxes(image, err, xs, ys, model, fit_shape=(7, 7),
+                                                        weight_err=flat_err)
+    assert np.mean(biased) / 300.0 - 1 < -0.02  # the trap
+    assert abs(np.mean(flux) / 300.0 - 1) < 0.006
+    pull = (flux - 300.0) / flux_err
+    assert 0.9 < np.std(pull) < 1.1  # errors propagate the total variance, not the weights'
+    # free positions: same weights, same honesty
+    fit = photometry.fit_psf_photometry(image, err, xs + 0.2, ys - 0.2, np.full(len(xs), 250.0), model,
+                                        fit_shape=(7, 7), weight_err=flat_err)
+    assert abs(np.mean(fit["flux"]) / 300.0 - 1) < 0.006
+    assert 0.9 < np.std((fit["flux"] - 300.0) / fit["flux_err"]) < 1.15
+    assert 0.9 < np.std((fit["x"] - xs) / fit["x_err"]) < 1.2

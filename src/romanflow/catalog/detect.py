@@ -125,13 +125,61 @@ def disk_kernel(radius_pix: float) -> np.ndarray:
     return np.asarray(mask.to_image((2 * half + 1, 2 * half + 1)), np.float64)
 
 
-def kernel_noise_scale(data, err, kernel, bad=None) -> float:
+def noise_correlation(data, err, bad=None, *, max_lag: int = 8) -> np.ndarray:
+    """Correlation of the normalised noise ``data / err`` between pixels up to ``max_lag`` apart.
+
+    Measured over pixel pairs that are both usable (not ``bad``, which should
+    include the detected sources, and within 5 robust sigma), so crowded images
+    give the noise's correlation rather than the sources'.
+
+    Parameters
+    ----------
+    data, err : ndarray (ny, nx)
+        Background-subtracted image and its 1-sigma error (same unit).
+    bad : ndarray of bool, optional
+        Pixels to leave out (unusable pixels and sources).
+    max_lag : int
+        Largest lag (pixels) along each axis.
+
+    Returns
+    -------
+    ndarray (2·max_lag + 1, 2·max_lag + 1)
+        ``ρ[L + dy, L + dx] = <r(x) r(x + d)>``; the centre is the variance of
+        ``data / err`` (1 for honest errors), neighbours the covariances.
+    """
+    from scipy.fft import irfft2, rfft2
+
+    unusable = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
+    if bad is not None:
+        unusable |= bad
+    r = np.where(unusable, 0.0, np.asarray(data, np.float64) / np.where(unusable, 1.0, err))
+    values = r[~unusable]
+    if values.size:
+        spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+        unusable |= np.abs(r) > 5.0 * max(spread, 1e-30)
+    r = np.where(unusable, 0.0, r)
+    m = (~unusable).astype(np.float64)
+    L = int(max_lag)
+    shape = (r.shape[0] + L, r.shape[1] + L)  # zero padding: no wrap-around up to lag L
+    fr, fm = rfft2(r, shape), rfft2(m, shape)
+    num = irfft2(fr * np.conj(fr), shape)
+    den = irfft2(fm * np.conj(fm), shape)
+    lags = np.r_[0:L + 1, -L:0]
+    num = np.roll(num[np.ix_(lags, lags)], L, axis=(0, 1))
+    den = np.roll(den[np.ix_(lags, lags)], L, axis=(0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0.5, num / np.maximum(den, 1.0), 0.0)
+    return rho
+
+
+def kernel_noise_scale(data, err, kernel, bad=None, *, correlation=None, max_lag: int = 8) -> float:
     """Actual / propagated noise of ``data`` correlated with ``kernel`` (aperture sums, PSF-like fits).
 
-    The propagated noise ``sqrt(err² ⊛ kernel²)`` assumes independent pixels;
-    on resampled images neighbouring pixels are correlated and it is too small.
-    The ratio is measured from the image itself (:func:`smoothed_noise_scale`)
-    on pixels whose whole kernel footprint is usable.
+    The propagated noise ``sqrt(Σ k² err²)`` assumes independent pixels with
+    honest errors; on resampled images neighbouring pixels are correlated and
+    it is too small. With ρ the noise correlation measured on the image
+    (:func:`noise_correlation`) and ``A(d) = Σ_x k(x) k(x + d)`` the kernel's
+    autocorrelation, the factor is ``sqrt(Σ_d ρ(d) A(d) / A(0))``.
 
     Parameters
     ----------
@@ -140,7 +188,11 @@ def kernel_noise_scale(data, err, kernel, bad=None) -> float:
     kernel : ndarray (k, k)
         Weights (a normalised Gaussian, or :func:`disk_kernel`).
     bad : ndarray of bool, optional
-        Unusable pixels.
+        Pixels to leave out of the measurement (unusable pixels, sources).
+    correlation : ndarray, optional
+        :func:`noise_correlation` already measured (then ``data`` is not used).
+    max_lag : int
+        Largest lag measured (pixels); correlations further apart are taken as 0.
 
     Returns
     -------
@@ -148,19 +200,18 @@ def kernel_noise_scale(data, err, kernel, bad=None) -> float:
         Factor (dimensionless) to multiply errors propagated with independent
         pixels by; ≈1 for uncorrelated noise with honest errors.
     """
-    from scipy import ndimage
     from scipy.signal import fftconvolve
 
-    unusable = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
-    if bad is not None:
-        unusable |= bad
-    clean = np.where(unusable, 0.0, data).astype(np.float64)
-    var = np.where(unusable, 0.0, np.asarray(err, np.float64) ** 2)
+    rho = noise_correlation(data, err, bad, max_lag=max_lag) if correlation is None else np.asarray(correlation)
+    L = rho.shape[0] // 2
     kernel = np.asarray(kernel, np.float64)
-    summed = fftconvolve(clean, kernel, mode="same")
-    noise = np.sqrt(np.clip(fftconvolve(var, kernel**2, mode="same"), 0.0, None))
-    usable = ~ndimage.binary_dilation(unusable, structure=np.ones(kernel.shape, bool))
-    return smoothed_noise_scale(summed, noise, usable)
+    auto = fftconvolve(kernel, kernel[::-1, ::-1], mode="full")
+    cy, cx = (auto.shape[0] - 1) // 2, (auto.shape[1] - 1) // 2
+    hy, hx = min(L, cy), min(L, cx)
+    window = auto[cy - hy:cy + hy + 1, cx - hx:cx + hx + 1]
+    rho = rho[L - hy:L + hy + 1, L - hx:L + hx + 1]
+    ratio = float(np.sum(rho * window) / auto[cy, cx])
+    return float(np.sqrt(ratio)) if np.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def segment_sources(

@@ -185,110 +185,97 @@ def psf_encircled_fraction(psf_model, radii_pix, size: int = 101) -> np.ndarray:
     return np.array([float(table[f"aperture_sum_{i}"][0]) for i in range(len(radii_pix))]) / total
 
 
-def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 5), mask=None):
-    """Fit PSF position and flux of every source (photutils ``PSFPhotometry``).
+def sampled_psf(psf_model, *, oversample: int = 4, half_size_pix: int = 8):
+    """A unit-flux PSF model as ``(samples, oversample)`` for :func:`romanflow.kernels.psf_fit.fit_psf_sources`.
+
+    A photutils ``ImagePSF`` gives its own samples; any other model (e.g.
+    :func:`gaussian_psf`) is evaluated on a grid ``oversample`` times finer than
+    the pixels, ``half_size_pix`` pixels each side of the source.
+    """
+    data = getattr(psf_model, "data", None)
+    sampling = getattr(psf_model, "oversampling", None)
+    if data is not None and sampling is not None:
+        factors = np.atleast_1d(np.asarray(sampling, int))
+        if factors.min() == factors.max() and np.ndim(data) == 2 and data.shape[0] == data.shape[1]:
+            return np.asarray(data, np.float64), int(factors[0])
+    model = psf_model.copy()
+    model.x_0, model.y_0, model.flux = 0.0, 0.0, 1.0
+    offsets = np.arange(-half_size_pix * oversample, half_size_pix * oversample + 1) / oversample
+    yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
+    return np.asarray(model(xx, yy), np.float64), int(oversample)
+
+
+def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 5), mask=None, weight_err=None,
+                       background_scale: float = 1.0):
+    """Fit PSF position and flux of every source (:func:`romanflow.kernels.psf_fit.fit_psf_sources`).
 
     Parameters
     ----------
     data, err : ndarray (ny, nx)
-        Background-subtracted image and its 1-sigma error.
+        Background-subtracted image and its total 1-sigma error.
     x, y, flux_guess : ndarray (n,)
         Starting positions (pixels) and fluxes.
-    psf_model : astropy Fittable2DModel
-        Unit-flux PSF (``gaussian_psf`` or a photutils ``ImagePSF``).
+    psf_model : astropy model
+        Unit-flux PSF (a photutils ``ImagePSF``, or :func:`gaussian_psf`).
     fit_shape : tuple of int
-        Fit box (pixels, odd).
+        Fit box (pixels, odd, square).
+    mask : ndarray of bool, optional
+        Pixels not to use.
+    weight_err : ndarray (ny, nx), optional
+        Error that weights the fit (``err`` when not given). Weights from the
+        total error, whose Poisson part follows each pixel's own noisy signal,
+        bias bright sources low; pass the background-only error to avoid it.
+        Reported errors propagate ``err`` through the sandwich covariance.
+    background_scale : float
+        Actual / propagated noise of the background for a PSF-weighted sum; it
+        scales the background's share of the errors.
 
     Returns
     -------
     dict of ndarray (n,)
-        ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags`` (photutils flag bits).
+        ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags``
+        (:data:`romanflow.kernels.psf_fit.FIT_FLAGS`).
     """
-    _photutils()
-    from astropy.table import QTable
-    from photutils.psf import PSFPhotometry
-    import warnings
+    from romanflow.kernels.psf_fit import fit_psf_sources
 
-    n = len(x)
-    out = {k: np.full(n, np.nan) for k in ("x", "y", "x_err", "y_err", "flux", "flux_err", "reduced_chi2")}
-    out["flags"] = np.zeros(n, np.int32)
-    if n == 0:
-        return out
-    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
-    if mask is not None:
-        bad = bad | mask
-    guess = np.where(np.isfinite(flux_guess) & (flux_guess > 0), flux_guess, 1.0)
-    init = QTable({"id": np.arange(1, n + 1), "x": np.asarray(x, float), "y": np.asarray(y, float), "flux": guess})
-    phot = PSFPhotometry(psf_model, fit_shape=fit_shape, aperture_radius=fit_shape[0] / 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = phot(np.where(bad, 0.0, data), error=np.where(bad, 1.0, err), mask=bad, init_params=init)
-    order = np.argsort(np.asarray(result["id"]))
-    for src, dst in (("x_fit", "x"), ("y_fit", "y"), ("x_err", "x_err"), ("y_err", "y_err"),
-                     ("flux_fit", "flux"), ("flux_err", "flux_err"), ("reduced_chi2", "reduced_chi2")):
-        out[dst] = np.asarray(result[src], np.float64)[order]
-    out["flags"] = np.asarray(result["flags"], np.int32)[order]
-    return out
+    samples, oversample = sampled_psf(psf_model)
+    return fit_psf_sources(data, err, x, y, samples, oversample, flux_guess=flux_guess, weight_err=weight_err,
+                           mask=mask, half=int(fit_shape[0]) // 2, free_position=True,
+                           background_scale=background_scale)
 
 
-def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None):
+def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None, weight_err=None,
+                      background_scale: float = 1.0):
     """Least-squares PSF flux with the position held fixed (linear, one parameter per source).
 
-    ``F = Σ P d / σ² / Σ P² / σ²`` over the fit box, ``σ_F = (Σ P² / σ²)^-1/2``.
+    ``F = Σ P d w / Σ P² w`` over the fit box with ``w = 1 / weight_err²``
+    (``err`` when not given); the error propagates ``err`` (see
+    :func:`fit_psf_photometry`).
 
     Parameters
     ----------
     data, err : ndarray (ny, nx)
-        Background-subtracted image and its 1-sigma error.
+        Background-subtracted image and its total 1-sigma error.
     x, y : ndarray (n,)
         Fixed source positions (pixels, 0-indexed).
-    psf_model : astropy Fittable2DModel
-        Unit-flux PSF with ``x_0``, ``y_0``, ``flux`` parameters.
+    psf_model : astropy model
+        Unit-flux PSF.
+    weight_err : ndarray (ny, nx), optional
+        Background-only error for the weights.
+    background_scale : float
+        Noise correlation factor of the background.
 
     Returns
     -------
     flux, flux_err, reduced_chi2 : ndarray (n,)
         NaN where the box has no usable pixel.
     """
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    n = len(x)
-    flux = np.full(n, np.nan)
-    flux_err = np.full(n, np.nan)
-    chi2 = np.full(n, np.nan)
-    ny, nx = data.shape
-    hy, hx = fit_shape[0] // 2, fit_shape[1] // 2
-    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
-    if mask is not None:
-        bad = bad | mask
-    model = psf_model.copy()
-    model.flux = 1.0
-    dy, dx = np.mgrid[-hy : hy + 1, -hx : hx + 1]
-    for i in range(n):
-        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
-            continue
-        xc, yc = int(np.round(x[i])), int(np.round(y[i]))
-        xx, yy = xc + dx, yc + dy
-        inside = (xx >= 0) & (xx < nx) & (yy >= 0) & (yy < ny)
-        if not inside.any():
-            continue
-        xx, yy = xx[inside], yy[inside]
-        good = ~bad[yy, xx]
-        if good.sum() < 2:
-            continue
-        xx, yy = xx[good], yy[good]
-        model.x_0 = x[i]
-        model.y_0 = y[i]
-        p = model(xx.astype(float), yy.astype(float))
-        d = data[yy, xx]
-        w = 1.0 / err[yy, xx].astype(np.float64) ** 2
-        ptwp = np.sum(p * p * w)
-        if ptwp <= 0:
-            continue
-        flux[i] = np.sum(p * d * w) / ptwp
-        flux_err[i] = 1.0 / np.sqrt(ptwp)
-        chi2[i] = np.sum((d - flux[i] * p) ** 2 * w) / max(len(d) - 1, 1)
-    return flux, flux_err, chi2
+    from romanflow.kernels.psf_fit import fit_psf_sources
+
+    samples, oversample = sampled_psf(psf_model)
+    fit = fit_psf_sources(data, err, x, y, samples, oversample, weight_err=weight_err, mask=mask,
+                          half=int(fit_shape[0]) // 2, free_position=False, background_scale=background_scale)
+    return fit["flux"], fit["flux_err"], fit["reduced_chi2"]
 
 
 def _box_kernel_1d(width_samples: float) -> np.ndarray:
@@ -405,7 +392,7 @@ def effective_psf_fwhm(epsf, oversample: int) -> float:
 
 def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, *,
                     drop_size_arcsec: float | None = None, detector_to_image=None,
-                    oversample: int = 4, size_pix: int = 41):
+                    native_scale_arcsec=None, oversample: int = 4, size_pix: int = 41):
     """Unit-flux PSF model of a WFI image from galsim.roman's optics (:mod:`romanflow.psf`).
 
     Parameters
@@ -417,11 +404,17 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
     pixel_scale_arcsec : float
         Pixel scale of the image (arcsec).
     drop_size_arcsec : float or None
-        Drizzle drop side (native pixel × pixfrac) for a resampled image; None
-        for an image in native detector pixels.
+        Drizzle drop side for a resampled image, given for the nominal 0.11″
+        pixel (0.11 × pixfrac) and scaled with ``native_scale_arcsec``; None for
+        an image in native detector pixels.
     detector_to_image : array_like (2, 2), or sequence of them (one per detector), or None
         Orientation of each detector's axes on the image grid
         (:func:`resampled_effective_psf`); None when the image is in detector axes.
+    native_scale_arcsec : float, or sequence of float (one per detector), optional
+        Local sky size of each detector's pixel (arcsec); the nominal 0.11″ by
+        default. galsim.roman's PSF is drawn on the nominal pixel, so it is a PSF
+        in detector pixels: an image in detector pixels takes
+        ``native_scale_arcsec = pixel_scale_arcsec``.
     oversample, size_pix : int
         Sampling (per image pixel) and extent (image pixels) of the model.
 
@@ -443,12 +436,18 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
         matrices = list(detector_to_image)
         if len(matrices) != len(detectors):
             raise ValueError(f"{len(matrices)} orientation matrices for {len(detectors)} detectors")
+    if native_scale_arcsec is None or np.ndim(native_scale_arcsec) == 0:
+        scales = [PIXEL_SCALE if native_scale_arcsec is None else float(native_scale_arcsec)] * len(detectors)
+    else:
+        scales = [float(v) for v in native_scale_arcsec]
+        if len(scales) != len(detectors):
+            raise ValueError(f"{len(scales)} native pixel scales for {len(detectors)} detectors")
     stack = [
         resampled_effective_psf(psf_image(d, optical_element, oversample=native_oversample, size=native_size),
-                                native_oversample, PIXEL_SCALE, pixel_scale_arcsec,
-                                drop_size_arcsec=drop_size_arcsec, detector_to_image=m,
-                                oversample=oversample, size_pix=size_pix)
-        for d, m in zip(detectors, matrices)
+                                native_oversample, native, pixel_scale_arcsec,
+                                drop_size_arcsec=None if drop_size_arcsec is None else drop_size_arcsec * native / PIXEL_SCALE,
+                                detector_to_image=m, oversample=oversample, size_pix=size_pix)
+        for d, m, native in zip(detectors, matrices, scales)
     ]
     epsf = np.mean(stack, axis=0)
     return image_psf(epsf, oversample), effective_psf_fwhm(epsf, oversample)

@@ -43,29 +43,43 @@ def detector_to_image_matrix(detector_wcs, image_wcs, x, y) -> np.ndarray:
     return matrix / np.sqrt(abs(np.linalg.det(matrix)))
 
 
-def _member_orientations(path: Path, model, members):
-    """(detectors, matrices) of the mosaic's members found as files beside it (same folder,
-    ``../registered``, ``../l2``); (None, None) when any is missing."""
+def member_paths(path: Path, members) -> list[Path] | None:
+    """The mosaic's member L2 files, looked for beside it (same folder, then ``../registered``,
+    then ``../l2``); None when any is missing."""
+    path = Path(path)
+    found = []
+    for name in members:
+        hit = next((d / name for d in (path.parent, path.parent.parent / "registered", path.parent.parent / "l2")
+                    if (d / name).is_file()), None)
+        if hit is None:
+            return None
+        found.append(hit)
+    return found or None
+
+
+def _member_orientations(model, paths):
+    """(detectors, matrices, native pixel scales in arcsec) of the mosaic's member files;
+    None when any is unreadable."""
     import roman_datamodels as rdm
 
     ny, nx = model.data.shape
-    detectors, matrices = [], []
-    for name in members:
-        found = next((d / name for d in (path.parent, path.parent.parent / "registered", path.parent.parent / "l2")
-                      if (d / name).is_file()), None)
-        match = _DETECTOR_IN_NAME.search(name)
-        if found is None or match is None:
-            return None, None
+    detectors, matrices, scales = [], [], []
+    for found in paths:
+        match = _DETECTOR_IN_NAME.search(found.name)
+        if match is None:
+            return None
         try:
             with rdm.open(found) as member:
                 matrices.append(detector_to_image_matrix(member.meta.wcs, model.meta.wcs, nx / 2.0, ny / 2.0))
+                my, mx = (v / 2.0 for v in member.data.shape)
+                scales.append(float(local_pixel_scale(member.meta.wcs, [mx], [my])[0]))
         except Exception:  # noqa: BLE001 - an unreadable member leaves the orientation unknown
-            return None, None
+            return None
         detectors.append(match.group(1).upper())
-    return (detectors, matrices) if detectors else (None, None)
+    return (detectors, matrices, scales) if detectors else None
 
 
-def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None):
+def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None, native_scales=None):
     """(model, FWHM arcsec) of the galsim.roman PSF, or (None, None) when the band or detectors are unknown."""
     from romanflow.detector import IMAGING_FILTERS, check_filter
 
@@ -74,10 +88,11 @@ def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None)
             return None, None
         if detector_to_image is None:
             model, fwhm_pix = roman_psf_model(sorted(set(detectors)), str(band), scale,
-                                              drop_size_arcsec=drop_size_arcsec)
+                                              drop_size_arcsec=drop_size_arcsec, native_scale_arcsec=native_scales)
         else:
             model, fwhm_pix = roman_psf_model(list(detectors), str(band), scale, drop_size_arcsec=drop_size_arcsec,
-                                              detector_to_image=list(detector_to_image))
+                                              detector_to_image=list(detector_to_image),
+                                              native_scale_arcsec=native_scales)
     except RomanflowError:
         return None, None
     return model, fwhm_pix * scale
@@ -110,7 +125,9 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
     if psf_fwhm_arcsec is None:
         scale = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0])
         detector = get_meta(image.meta, "instrument.detector")
-        psf_model, psf_fwhm_arcsec = _roman_psf([detector] if _valid(detector) else [], band, scale, None)
+        # an image in detector pixels: the PSF in pixel units, whatever the local sky scale
+        psf_model, psf_fwhm_arcsec = _roman_psf([detector] if _valid(detector) else [], band, scale, None,
+                                                native_scales=scale)
     return BandImage(
         band=str(band),
         data=np.asarray(image.data, np.float32),
@@ -141,10 +158,11 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
                            member_orientations=None) -> BandImage:
     """A :class:`BandImage` from an L3 ``MosaicModel`` (MJy/sr), open or in memory.
 
-    ``member_orientations``: ``(detectors, matrices)``, the detector of each
-    member and its orientation on the mosaic grid (:func:`detector_to_image_matrix`);
-    the PSF model is then built in the mosaic's axes. Without it the PSF is
-    modelled in detector axes.
+    ``member_orientations``: ``(detectors, matrices, native_scales)``, the
+    detector of each member, its orientation on the mosaic grid
+    (:func:`detector_to_image_matrix`) and its local pixel scale (arcsec); the
+    PSF model is then built in the mosaic's axes. Without it the PSF is
+    modelled in detector axes at the nominal pixel scale.
     """
     wcs = model.meta.wcs if "wcs" in model.meta else None
     if wcs is None:
@@ -172,11 +190,12 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
         except Exception:  # noqa: BLE001 - optional metadata
             pixfrac = 1.0
         if member_orientations is not None:
-            detectors, matrices = member_orientations
+            detectors, matrices, native_scales = member_orientations
         else:
             detectors = [m.group(1).upper() for m in map(_DETECTOR_IN_NAME.search, members) if m]
-            matrices = None
-        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac, matrices)
+            matrices, native_scales = None, None
+        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac, matrices,
+                                                native_scales)
     return BandImage(
         band=str(band),
         data=data,
@@ -205,17 +224,18 @@ def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
     with model:
         orientations = None
-        if psf_fwhm_arcsec is None:
-            try:
-                members = [str(m) for m in model.meta.resample.members]
-            except Exception:  # noqa: BLE001 - optional metadata
-                members = []
-            detectors, matrices = _member_orientations(path, model, members)
-            orientations = None if detectors is None else (detectors, matrices)
+        try:
+            members = [str(m) for m in model.meta.resample.members]
+        except Exception:  # noqa: BLE001 - optional metadata
+            members = []
+        exposures = member_paths(path, members) or []
+        if psf_fwhm_arcsec is None and exposures:
+            orientations = _member_orientations(model, exposures)
         try:
             image = band_image_from_mosaic(model, psf_fwhm_arcsec=psf_fwhm_arcsec, source=str(path),
                                            member_orientations=orientations)
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
         image.provenance["inputs"] = [path.name]
+        image.exposures = exposures
     return image

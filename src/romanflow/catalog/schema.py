@@ -115,8 +115,8 @@ POSITION = [
     _c("y_centroid", "float32", "pix", "Row coordinate of the source centroid from image moments (0-indexed)", "pos.cartesian.y"),
     _c("x_centroid_err", "float32", "pix", "Uncertainty in x_centroid", "stat.error;pos.cartesian.x"),
     _c("y_centroid_err", "float32", "pix", "Uncertainty in y_centroid", "stat.error;pos.cartesian.y"),
-    _c("ra", "float64", "deg", "Best estimate of the right ascension (ICRS): the PSF fit where it succeeded, else the centroid", "pos.eq.ra;meta.main"),
-    _c("dec", "float64", "deg", "Best estimate of the declination (ICRS): the PSF fit where it succeeded, else the centroid", "pos.eq.dec;meta.main"),
+    _c("ra", "float64", "deg", "Best estimate of the right ascension (ICRS): the first band's PSF fits on the exposures, else on the image, else the centroid", "pos.eq.ra;meta.main"),
+    _c("dec", "float64", "deg", "Best estimate of the declination (ICRS): the first band's PSF fits on the exposures, else on the image, else the centroid", "pos.eq.dec;meta.main"),
     _c("ra_centroid", "float64", "deg", "Right ascension (ICRS) of the source centroid", "pos.eq.ra"),
     _c("dec_centroid", "float64", "deg", "Declination (ICRS) of the source centroid", "pos.eq.dec"),
     _c("ra_centroid_err", "float32", "arcsec", "Uncertainty in ra_centroid (along the RA great circle)", "stat.error;pos.eq.ra"),
@@ -160,9 +160,18 @@ PHOTOMETRY = [
     _c("psf_<band>_flux", "float32", "nJy", "<band> total flux from the PSF fit", "phot.flux"),
     _c("psf_<band>_flux_err", "float32", "nJy", "Uncertainty in psf_<band>_flux", "stat.error;phot.flux"),
     _c("psf_gof_<band>", "float32", None, "<band> PSF goodness of fit: reduced chi-square of the fit residuals", "stat.fit.goodness"),
-    _c("psf_flags_<band>", "int32", None, "<band> PSF fit flags (photutils PSFPhotometry bits; 0 = good)", "meta.code.qual"),
+    _c("psf_flags_<band>", "int32", None, "<band> PSF fit flags: 1 box incomplete, 2 position left the box, 4 not converged, 8 no fit (0 = good)", "meta.code.qual"),
     _c("fluxfrac_radius_50_<band>", "float32", "arcsec", "<band> radius of the circle enclosing half the Kron flux", "phys.angSize"),
     _c("is_extended_<band>", "bool", None, "True if the <band> light profile is significantly broader than the PSF", "src.class.starGalaxy"),
+]
+
+EXPOSURE_PSF = [
+    _c("psf_exp_<band>_flux", "float32", "nJy", "<band> PSF flux fitted on each calibrated exposure of the mosaic (native pixels), inverse-variance mean", "phot.flux"),
+    _c("psf_exp_<band>_flux_err", "float32", "nJy", "Uncertainty in psf_exp_<band>_flux", "stat.error;phot.flux"),
+    _c("psf_exp_<band>_nexp", "int16", None, "Number of exposures in psf_exp_<band>_flux", "meta.number"),
+    _c("psf_exp_gof_<band>", "float32", None, "Reduced chi-square of the exposures' <band> fluxes about their mean (above 1: variable or blended)", "stat.fit.goodness"),
+    _c("ra_psf_exp_<band>", "float64", "deg", "Right ascension (ICRS): mean of the <band> PSF-fitted positions on the exposures", "pos.eq.ra"),
+    _c("dec_psf_exp_<band>", "float64", "deg", "Declination (ICRS): mean of the <band> PSF-fitted positions on the exposures", "pos.eq.dec"),
 ]
 
 FLAGS = [
@@ -197,8 +206,8 @@ FORCED_FLAGS = [
 
 _TEMPLATES = {
     "detector": [IDENTITY, POSITION, PSF_POSITION, PHOTOMETRY, SHAPE, FLAGS, IMAGE_FLAGS],
-    "skycell": [IDENTITY, POSITION, PSF_POSITION, PHOTOMETRY, SHAPE, FLAGS],
-    "multiband": [IDENTITY, POSITION, SHAPE, PSF_POSITION, PHOTOMETRY, FLAGS],
+    "skycell": [IDENTITY, POSITION, PSF_POSITION, PHOTOMETRY, EXPOSURE_PSF, SHAPE, FLAGS],
+    "multiband": [IDENTITY, POSITION, SHAPE, PSF_POSITION, PHOTOMETRY, EXPOSURE_PSF, FLAGS],
     "forced": [FORCED_IDENTITY, FORCED_PHOTOMETRY, FORCED_FLAGS],
 }
 

@@ -52,6 +52,9 @@ class BandImage:
         Unit-flux PSF in this image's pixels; a Gaussian of ``psf_fwhm_arcsec`` otherwise.
     provenance : dict
         Input file names, reference files, etc.
+    exposures : list
+        For a mosaic: its calibrated member exposures (L2 paths or BandImages), on
+        which point sources are also PSF-fitted (:mod:`romanflow.catalog.exposure_photometry`).
     """
 
     band: str
@@ -64,13 +67,15 @@ class BandImage:
     psf_fwhm_arcsec: float | None = None
     psf_model: object = None
     provenance: dict = field(default_factory=dict)
+    exposures: list = field(default_factory=list)
 
 
 @dataclass
 class _Prepared:
     band: str
     data: np.ndarray  # background-subtracted, nJy/pixel
-    err: np.ndarray  # nJy/pixel
+    err: np.ndarray  # nJy/pixel, total
+    weight_err: np.ndarray  # nJy/pixel, background only (smooth): weights of PSF fits
     bad: np.ndarray
     scale: float  # arcsec/pixel
     psf_model: object
@@ -78,6 +83,7 @@ class _Prepared:
     dq: np.ndarray | None
     psf_noise_scale: float = 1.0  # actual / propagated noise of a PSF-weighted sum
     aperture_noise_scale: tuple = ()  # same for each of APERTURE_RADII_ARCSEC
+    exposures: list = field(default_factory=list)  # member L2 images of a mosaic
 
 
 def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
@@ -101,6 +107,11 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
     sources = detect.source_mask(segm, dilate=int(np.ceil(2 * fwhm_guess)), shape=data.shape)
     background, _ = detect.estimate_background(data, box_size=background_box, mask=bad | sources)
     data = np.where(bad, 0.0, data - background).astype(np.float32)
+    # PSF fits are weighted by the error of the background alone: the total error's Poisson
+    # part follows each pixel's own noisy signal, and such weights bias bright sources low.
+    background_var, _ = detect.estimate_background(np.where(bad, 0.0, err.astype(np.float64) ** 2),
+                                                   box_size=background_box, mask=bad | sources)
+    weight_err = np.where(bad, np.inf, np.sqrt(np.clip(background_var, 0.0, None))).astype(np.float32)
     err = np.where(bad, np.inf, err).astype(np.float32)
     if image.psf_model is not None:
         psf_model = image.psf_model
@@ -113,12 +124,14 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
         psf_model = photometry.gaussian_psf(fwhm_pix)
     # Resampled images have correlated pixels: errors propagated pixel by pixel are too small.
     # The factor for a PSF fit is that of the matched filter (PSF-shaped weights), for an
-    # aperture that of its top-hat, both measured on this image.
-    psf_noise_scale = detect.kernel_noise_scale(data, err, detect.gaussian_kernel(fwhm_pix), bad)
-    aperture_noise_scale = tuple(detect.kernel_noise_scale(data, err, detect.disk_kernel(r / scale), bad)
+    # aperture that of its top-hat, both from the noise correlation between source-free pixels.
+    correlation = detect.noise_correlation(data, err, bad | sources)
+    psf_noise_scale = detect.kernel_noise_scale(data, err, detect.gaussian_kernel(fwhm_pix), correlation=correlation)
+    aperture_noise_scale = tuple(detect.kernel_noise_scale(data, err, detect.disk_kernel(r / scale),
+                                                           correlation=correlation)
                                  for r in APERTURE_RADII_ARCSEC)
-    return _Prepared(band_token(image.band), data, err, bad, scale, psf_model, fwhm_pix, image.dq,
-                     psf_noise_scale, aperture_noise_scale)
+    return _Prepared(band_token(image.band), data, err, weight_err, bad, scale, psf_model, fwhm_pix, image.dq,
+                     psf_noise_scale, aperture_noise_scale, list(image.exposures))
 
 
 def estimate_psf_fwhm(data, err, segm, fwhm_guess_pix: float, n_max: int = 200) -> float:
@@ -274,12 +287,13 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
     if psf:
         fit = photometry.fit_psf_photometry(
             prep.data, prep.err, x, y, kron, prep.psf_model,
-            fit_shape=(5, 5) if prep.psf_fwhm_pix < 3.5 else (7, 7), mask=prep.bad,
+            fit_shape=(5, 5) if prep.psf_fwhm_pix < 3.5 else (7, 7), mask=prep.bad, weight_err=prep.weight_err,
+            background_scale=prep.psf_noise_scale,
         )
         psf_fail = (fit["flags"] != 0) | ~np.isfinite(fit["flux"]) | (np.hypot(fit["x"] - x, fit["y"] - y) > 2.0)
         cols[f"x_psf_{b}"], cols[f"y_psf_{b}"] = fit["x"], fit["y"]
         cols[f"x_psf_{b}_err"], cols[f"y_psf_{b}_err"] = fit["x_err"], fit["y_err"]
-        cols[f"psf_{b}_flux"], cols[f"psf_{b}_flux_err"] = fit["flux"], fit["flux_err"] * prep.psf_noise_scale
+        cols[f"psf_{b}_flux"], cols[f"psf_{b}_flux_err"] = fit["flux"], fit["flux_err"]
         cols[f"psf_gof_{b}"] = fit["reduced_chi2"]
         cols[f"psf_flags_{b}"] = fit["flags"]
     else:
@@ -288,6 +302,28 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
             cols[name] = np.full(n, np.nan)
         cols[f"psf_flags_{b}"] = np.zeros(n, np.int32)
     return cols, edge, low_snr, psf_fail
+
+
+def _exposure_columns(prep: _Prepared, v: dict, ra_c, dec_c, psf_ok, *, enabled: bool = True) -> dict:
+    """``psf_exp_*`` columns of one band: PSF fits on the mosaic's member exposures at the
+    image's PSF position (the centroid where that fit failed); empty when not ``enabled``."""
+    b = prep.band
+    n = len(ra_c)
+    names = ("flux", "flux_err", "reduced_chi2", "ra", "dec")
+    if not (enabled and prep.exposures):
+        res = {k: np.full(n, np.nan) for k in names}
+        res["n_exposures"] = np.zeros(n, np.int16)
+    else:
+        from romanflow.catalog.exposure_photometry import exposure_psf_photometry
+
+        ok = np.asarray(psf_ok, bool) & np.isfinite(v[f"ra_psf_{b}"]) & np.isfinite(v[f"dec_psf_{b}"])
+        ra = np.where(ok, v[f"ra_psf_{b}"], ra_c)
+        dec = np.where(ok, v[f"dec_psf_{b}"], dec_c)
+        guess = np.where(ok & np.isfinite(v[f"psf_{b}_flux"]), v[f"psf_{b}_flux"], v[f"kron_{b}_flux"])
+        res = exposure_psf_photometry(ra, dec, prep.exposures, flux_guess=guess)
+    return {f"psf_exp_{b}_flux": res["flux"], f"psf_exp_{b}_flux_err": res["flux_err"],
+            f"psf_exp_{b}_nexp": res["n_exposures"], f"psf_exp_gof_{b}": res["reduced_chi2"],
+            f"ra_psf_exp_{b}": res["ra"], f"dec_psf_exp_{b}": res["dec"]}
 
 
 def make_catalog(
@@ -441,11 +477,17 @@ def _measure(preps, segm, convolved, det, det_err, det_bad, wcs, columns, meta, 
             warning |= np.where(seg_flags & dqbits.SATURATED, WARNING_FLAGS["SATURATED"], 0).astype(np.int32)
         if prep.band == first:
             psf_ok_any = psf_photometry & ~psf_fail
-    # Best position: the first band's PSF fit where it succeeded, else the centroid.
+        if any(c.name == f"psf_exp_{prep.band}_flux" for c in columns):
+            v.update(_exposure_columns(prep, v, ra_c, dec_c, ~psf_fail, enabled=psf_photometry))
+    # Best position: the first band's PSF fits on the exposures, else on the image, else the centroid.
     ra_psf, dec_psf = v[f"ra_psf_{first}"], v[f"dec_psf_{first}"]
     use_psf = psf_ok_any & np.isfinite(ra_psf) & np.isfinite(dec_psf)
     v["ra"] = np.where(use_psf, ra_psf, ra_c)
     v["dec"] = np.where(use_psf, dec_psf, dec_c)
+    if f"ra_psf_exp_{first}" in v:
+        use_exp = np.isfinite(v[f"ra_psf_exp_{first}"]) & np.isfinite(v[f"dec_psf_exp_{first}"])
+        v["ra"] = np.where(use_exp, v[f"ra_psf_exp_{first}"], v["ra"])
+        v["dec"] = np.where(use_exp, v[f"dec_psf_exp_{first}"], v["dec"])
 
     if n > 1:
         tree = cKDTree(np.column_stack([x, y]))
@@ -506,8 +548,10 @@ def forced_photometry(images, ra, dec, ids=None, *, psf_fit_shape=(5, 5), backgr
         for i, r in enumerate(APERTURE_RADII_ARCSEC):
             v[f"aper{radius_token(r)}_{b}_flux"] = np.where(inside, flux[:, i], np.nan)
             v[f"aper{radius_token(r)}_{b}_flux_err"] = np.where(inside, flux_err[:, i] * prep.aperture_noise_scale[i], np.nan)
-        pf, pe, chi2 = photometry.forced_psf_fluxes(prep.data, prep.err, x, y, prep.psf_model, fit_shape=psf_fit_shape, mask=prep.bad)
-        v[f"psf_{b}_flux"], v[f"psf_{b}_flux_err"], v[f"psf_gof_{b}"] = pf, pe * prep.psf_noise_scale, chi2
+        pf, pe, chi2 = photometry.forced_psf_fluxes(prep.data, prep.err, x, y, prep.psf_model, fit_shape=psf_fit_shape,
+                                                    mask=prep.bad, weight_err=prep.weight_err,
+                                                    background_scale=prep.psf_noise_scale)
+        v[f"psf_{b}_flux"], v[f"psf_{b}_flux_err"], v[f"psf_gof_{b}"] = pf, pe, chi2
         warning |= np.where(edge | ~inside, WARNING_FLAGS["EDGE"], 0).astype(np.int32)
         meta["psf_fwhm_arcsec"][b] = float(prep.psf_fwhm_pix * prep.scale)
     if n == 0:

@@ -8,8 +8,13 @@ Units and flux: L2 pixels are count rates per detector pixel (DN/s).
 
 - ``units='surface_brightness'`` (L3 products): the flux step first turns each
   input into surface brightness, MJy/sr = DN/s × ``meta.photometry.conversion_megajanskys``
-  (variances × its square), which is then resampled as is: the mosaic is in MJy/sr,
-  as official L3 products are.
+  × Ω_nominal / Ω_pixel (variances × the square of that factor), which is then
+  resampled as is: the mosaic is in MJy/sr, as official L3 products are. The
+  conversion constant is defined for the nominal pixel area
+  (``meta.photometry.pixel_area``); a distorted WFI pixel covers Ω_pixel, a few
+  percent less or more, which the pixel map's Jacobian gives for every pixel.
+  Without that term a point source on the mosaic would carry the wrong flux by
+  the area ratio (about -2% near the WFI01 centre).
 - ``units='rate'``: each input pixel value is divided by the local number of
   output pixels per input pixel (the pixel map's Jacobian, which carries the
   geometric distortion) before it is drizzled with ``iscale=1``. For the
@@ -98,6 +103,30 @@ def photometric_conversion(image: RateImage) -> float:
     return float(value)
 
 
+def nominal_pixel_area(image: RateImage) -> float:
+    """Solid angle (sr) the photometric conversion refers to (``meta.photometry.pixel_area``).
+
+    Falls back to the nominal 0.11\" square WFI pixel when the keyword is absent.
+    """
+    from romanflow.detector import PIXEL_SCALE
+
+    value = get_meta(image.meta, "photometry.pixel_area")
+    if isinstance(value, (int, float)) and np.isfinite(value) and value > 0:
+        return float(value)
+    return float(np.deg2rad(PIXEL_SCALE / 3600.0) ** 2)
+
+
+def pixel_area_sr(wcs, x: float, y: float) -> float:
+    """Solid angle (sr) of the pixel of ``wcs`` centred at (x, y), from finite differences."""
+    xs = np.array([x - 0.5, x + 0.5, x, x], np.float64)
+    ys = np.array([y, y, y - 0.5, y + 0.5], np.float64)
+    ra, dec = (np.deg2rad(np.asarray(v, np.float64)) for v in wcs.pixel_to_world_values(xs, ys))
+    cosd = np.cos(dec.mean())
+    dra = (ra - ra.mean() + np.pi) % (2 * np.pi) - np.pi
+    j = np.array([[(dra[1] - dra[0]) * cosd, (dra[3] - dra[2]) * cosd], [dec[1] - dec[0], dec[3] - dec[2]]])
+    return float(abs(np.linalg.det(j)))
+
+
 def exposure_time(meta: dict) -> float:
     """Exposure time (s) from metadata; 1 when absent."""
     for key in ("exposure.exposure_time", "exposure.effective_exposure_time", "exposure.measurement_time"):
@@ -165,6 +194,8 @@ class DrizzleAccumulator:
         self.exposure_time = np.zeros(self.shape, np.float32)
         self.inputs: list[ResampledInput] = []
         self._sky_out = []
+        ny, nx = self.shape
+        self.out_pixel_area = pixel_area_sr(out_wcs, (nx - 1) / 2.0, (ny - 1) / 2.0)  # sr
 
     def pixmap(self, image: RateImage) -> PixmapResult:
         if image.wcs is None:
@@ -177,10 +208,12 @@ class DrizzleAccumulator:
         """Drizzle one input (its ``sky`` level subtracted, input units) into the accumulators."""
         pm = pixmap if pixmap is not None else self.pixmap(image)
         good = good_pixel_mask(image.dq, bad_bits) & np.isfinite(image.data)
+        # area: output pixels per input pixel, so that the input pixel covers area × Ω_out on the sky
+        area = pm.area_ratio
         if self.units == "rate":
-            factor, area = 1.0, pm.area_ratio
+            factor = 1.0
         else:
-            factor, area = photometric_conversion(image), np.ones(image.data.shape, np.float32)
+            factor = photometric_conversion(image) * nominal_pixel_area(image) / self.out_pixel_area
         inv_area = (factor / area).astype(np.float32)
         data = ((np.asarray(image.data, np.float32) - np.float32(sky)) * inv_area)
         exptime = exposure_time(image.meta)

@@ -27,8 +27,9 @@ from romanflow.psf import psf_image, psf_interpolated_image
 
 #: Half-size of the PSF core stamp (native pixels): stamps are 2·CORE_HALF + 1 wide.
 CORE_HALF = 12
-#: Oversampling of the PSF core.
-OVERSAMPLE = 4
+#: Oversampling of the PSF core. Bilinear interpolation of a 4x oversampled effective PSF made
+#: F106 star fluxes, as a PSF fit sees them, vary by 1.2% with the sub-pixel phase; at 16x it is 0.1%.
+OVERSAMPLE = 16
 #: Extent of the effective PSF carried by the wings (native pixels).
 WING_SIZE = 256
 
