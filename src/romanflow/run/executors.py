@@ -4,7 +4,8 @@ The executor only orders and dispatches tasks; the work is in
 :mod:`romanflow.run.tasks`. Every executor
 
 * skips tasks the ledger records as done (so a rerun resumes a killed run),
-* clears the hidden ``.*.partial`` folders a killed run left behind,
+* clears the hidden ``.*.partial`` folders a killed run (or a killed Dask worker) left behind,
+  before and after running,
 * keeps going past a failed task with the tasks that do not depend on it, then
   raises one error naming the first failure,
 * reports progress over tasks (tqdm).
@@ -189,6 +190,8 @@ def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True) -> RunR
     start = time.perf_counter()
     executor.run(graph, todo, report, progress)
     report.wall_s = time.perf_counter() - start
+    # a worker that died while writing left its hidden partial folder; no task runs now
+    remove_partials(graph.root)
     detector_tasks = {t.key for t in graph if t.detectors}
     report.detectors = sum(1 for s in report.done if s["key"] in detector_tasks and not s["skipped"])
     if report.failed:
