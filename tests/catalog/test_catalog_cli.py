@@ -91,3 +91,28 @@ def test_catalog_command_errors(tmp_path, capsys):
         _run([str(tmp_path / "a.asdf"), "--bands", "F184", "-o", str(tmp_path)])
     assert _run(["columns"]) == 0
     assert "# romanflow catalog columns" in capsys.readouterr().out
+
+
+def test_forced_photometry_command_measures_each_image_at_given_positions(tmp_path, capsys):
+    import pyarrow as pa
+
+    scene = _write_mosaic(tmp_path / "cell_f158_i2d.asdf", "F158", seed=5)
+    _write_mosaic(tmp_path / "other_f158_i2d.asdf", "F158", seed=5)
+    wcs = _gwcs((384, 384))
+    stars = ~scene.is_galaxy & (scene.flux > 1000)
+    ra, dec = wcs(np.asarray(scene.x)[stars], np.asarray(scene.y)[stars])
+    positions = tmp_path / "positions.parquet"
+    pq.write_table(pa.table({"id": np.arange(100, 100 + stars.sum()), "ra": ra, "dec": dec}), positions)
+    rc = _run([str(tmp_path / "cell_f158_i2d.asdf"), str(tmp_path / "other_f158_i2d.asdf"), "-o",
+               str(tmp_path / "out"), "--forced", str(positions), "--psf-fwhm", "0.15"])
+    assert rc == 0
+    for stem in ("cell_f158_i2d", "other_f158_i2d"):
+        table = read_catalog_parquet(tmp_path / "out" / f"{stem}_forced.parquet")
+        assert list(table["id"]) == list(range(100, 100 + stars.sum()))
+        ratio = np.asarray(table["psf_f158_flux"].value) / np.asarray(scene.flux)[stars]
+        assert abs(np.median(ratio) - 1) < 0.02
+        assert read_provenance(tmp_path / "out" / f"{stem}_forced.parquet")["positions"] == str(positions)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"ra": [1.0]}), bad)
+    with pytest.raises(InputFileError, match="no dec column"):
+        _run([str(tmp_path / "cell_f158_i2d.asdf"), "-o", str(tmp_path / "out"), "--forced", str(bad)])

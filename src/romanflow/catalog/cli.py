@@ -14,8 +14,9 @@ def register(subparsers) -> None:
         description=(
             "Build a source catalog from L2 ImageModel or L3 MosaicModel ASDF files. One image gives a "
             "single-band catalog; several images on one pixel grid give a multi-band catalog detected on "
-            "their inverse-variance weighted sum. `romanflow catalog columns` prints the column reference "
-            "(Markdown)."
+            "their inverse-variance weighted sum. With --forced, every image is instead measured at the "
+            "positions of a catalog (one forced catalog per image, e.g. per L2 exposure for light curves). "
+            "`romanflow catalog columns` prints the column reference (Markdown)."
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="ASDF files, or the word 'columns'")
@@ -27,6 +28,8 @@ def register(subparsers) -> None:
     parser.add_argument("--n-pixels", type=int, default=5, help="minimum connected pixels (default 5)")
     parser.add_argument("--no-deblend", action="store_true", help="do not deblend")
     parser.add_argument("--no-psf", action="store_true", help="skip PSF photometry")
+    parser.add_argument("--forced", type=Path, metavar="CATALOG",
+                        help="Parquet catalog with ra, dec (and id or label): forced photometry of each image there")
     parser.add_argument(
         "--psf-fwhm", type=float, metavar="ARCSEC", help="PSF FWHM for every band (estimated from the image otherwise)"
     )
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from romanflow.catalog.schema import band_token, catalog_columns
     from romanflow.catalog.source_catalog import make_catalog
 
+    if args.forced is not None:
+        return _run_forced(args)
     images = [read_band_image(p, psf_fwhm_arcsec=args.psf_fwhm) for p in args.images]
     bands = [band_token(im.band) for im in images]
     if args.bands:
@@ -76,4 +81,64 @@ def run(args: argparse.Namespace) -> int:
             raise RomanflowError(f"no sources detected: no HATS catalog written to {args.hats}")
         write_hats(table, args.hats, catalog_name=stem, provenance=provenance)
         print(f"{args.hats}: HATS catalog")
+    return 0
+
+
+def _forced_positions(path: Path):
+    """(ra, dec, ids) from a Parquet catalog; ``id``, else ``label``, else the row number."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from romanflow.errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable Parquet
+        raise InputFileError(path, f"not a readable Parquet catalog: {exc}") from None
+    missing = [c for c in ("ra", "dec") if c not in table.column_names]
+    if missing:
+        raise InputFileError(path, f"no {' and '.join(missing)} column")
+    ra = np.asarray(table["ra"], np.float64)
+    dec = np.asarray(table["dec"], np.float64)
+    if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+        raise InputFileError(path, "ra/dec contain NaN or infinite values")
+    name = next((c for c in ("id", "label") if c in table.column_names), None)
+    ids = np.asarray(table[name], np.int64) if name else np.arange(len(ra))
+    return ra, dec, ids
+
+
+def _exposure_start(path) -> float | None:
+    """MJD of an L2 exposure's start (``meta.exposure.start_time``); None for a mosaic."""
+    import roman_datamodels as rdm
+
+    with rdm.open(path) as model:
+        try:
+            return float(model.meta.exposure.start_time.mjd)
+        except AttributeError:
+            return None
+
+
+def _run_forced(args) -> int:
+    """One forced catalog per image at the positions of ``args.forced``."""
+    from romanflow.catalog.parquet import write_catalog_parquet
+    from romanflow.catalog.products import read_band_image
+    from romanflow.catalog.schema import band_token, catalog_columns
+    from romanflow.catalog.source_catalog import forced_photometry
+
+    ra, dec, ids = _forced_positions(args.forced)
+    for path in args.images:
+        image = read_band_image(path, psf_fwhm_arcsec=args.psf_fwhm)
+        table = forced_photometry(image, ra, dec, ids)
+        provenance = {"catalog_kind": "forced", "filters": [image.band], "inputs": [str(path)],
+                      "positions": str(args.forced), "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"]}
+        start = _exposure_start(path)
+        if start is not None:
+            provenance["exposure_start_mjd"] = start
+        out = args.output_dir / f"{Path(path).name.split('.')[0]}_forced.parquet"
+        write_catalog_parquet(table, out, columns=catalog_columns("forced", [band_token(image.band)]),
+                              provenance=provenance)
+        inside = int((table["warning_flags"] == 0).sum())
+        print(f"{out}: {len(table)} positions, {inside} fully on the image, {image.band}")
     return 0
