@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.output_dir / f"{stem}.parquet"
     columns = catalog_columns(table.meta["catalog_kind"], bands)
     write_catalog_parquet(table, out, columns=columns, provenance=provenance)
-    print(f"{out}: {len(table)} sources in {', '.join(bands)}")
+    exposures = sum(len(im.exposures) for im in images)
+    fitted = f"; PSF also fitted on {exposures} member exposures" if exposures and not args.no_psf else ""
+    print(f"{out}: {len(table)} sources in {', '.join(bands)}{fitted}")
     if args.hats is not None:
         if len(table) == 0:
             raise RomanflowError(f"no sources detected: no HATS catalog written to {args.hats}")
