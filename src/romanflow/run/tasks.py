@@ -91,15 +91,12 @@ def make_scene(tiles, scene_path, gaia_path, *, density_per_arcmin2=None, star_f
 # ------------------------------------------------------------------------------------------ L1
 def simulate_one(scene_path, exposure: dict, detector: str, science_size: int, l1_path, truth_dir):
     """Simulate one detector of one planned exposure: L1 file plus truth tables."""
-    import dataclasses
-
-    import asdf
     import pandas as pd
 
     from romanflow import geometry
-    from romanflow.formats import atomic_path, write_l1
     from romanflow.run.plan import ExposurePlan, observation_ids
     from romanflow.simulate import Scene, simulate_detector
+    from romanflow.simulate.core import write_detector_products
 
     e = ExposurePlan(**exposure)
     commanded = geometry.pointing_for(e.ra, e.dec, e.pa).with_offsets(*e.dither, 0.0)
@@ -107,21 +104,7 @@ def simulate_one(scene_path, exposure: dict, detector: str, science_size: int, l
     sim = simulate_detector(scene, detector, e.filter, ma_table_number=e.ma_table, pointing=commanded,
                             pointing_error=tuple(e.pointing_error), science_size=science_size, seed=e.seed,
                             start_time=e.start_time, ids=observation_ids(e))
-    l1_path, truth_dir = Path(l1_path), Path(truth_dir)
-    write_l1(sim.exposure, l1_path)
-    stem = l1_path.name.removesuffix("_uncal.asdf")
-    truth = {k: truth_dir / f"{stem}_{k}" for k in ("sources.parquet", "cosmic_rays.parquet", "rate.npy", "wcs.asdf")}
-    with atomic_path(truth["sources.parquet"]) as tmp:
-        sim.sources.to_parquet(tmp, index=False)
-    with atomic_path(truth["cosmic_rays.parquet"]) as tmp:
-        sim.cosmic_rays.to_parquet(tmp, index=False)
-    with atomic_path(truth["rate.npy"]) as tmp:
-        np.save(tmp, sim.rate_dn)
-    with atomic_path(truth["wcs.asdf"]) as tmp:
-        asdf.AsdfFile({"wcs": geometry.detector_gwcs(detector, sim.true_pointing, science_size),
-                       "pointing": dataclasses.asdict(sim.true_pointing),
-                       "commanded_pointing": dataclasses.asdict(commanded),
-                       "detector": detector, "science_size": int(science_size)}).write_to(tmp)
+    l1_path, truth = write_detector_products(sim, commanded, l1_path, truth_dir)
     n_on = int(sim.sources["on_detector"].sum())
     return {"products": [l1_path, *truth.values()], "info": {"sources_on_detector": n_on}}
 

@@ -348,6 +348,54 @@ def _field_radius(pointing: geometry.Pointing, detectors, science_size) -> float
     return float(np.degrees(np.arccos(np.clip(cos_sep, -1, 1))).max()) + (WING_SIZE * PIXEL_SCALE / 3600.0)
 
 
+def write_detector_products(sim: DetectorSimulation, commanded: geometry.Pointing, l1_path, truth_dir):
+    """Write a simulated detector's L1 file and its truth beside it, each atomically.
+
+    Truth files (in ``truth_dir``, named after the L1 file without ``_uncal.asdf``):
+    ``_sources.parquet``, ``_cosmic_rays.parquet``, ``_rate.npy`` (noiseless rate,
+    DN/s) and ``_wcs.asdf`` (true WCS, true and commanded pointings).
+
+    Returns
+    -------
+    l1_path : Path
+    truth : dict
+        ``sources``, ``cosmic_rays``, ``rate``, ``wcs`` paths.
+    """
+    import asdf
+
+    from romanflow.exposure import get_meta
+    from romanflow.formats.asdf_io import atomic_path, write_l1
+
+    l1_path, truth_dir = Path(l1_path), Path(truth_dir)
+    write_l1(sim.exposure, l1_path)
+    stem = l1_path.name.removesuffix("_uncal.asdf")
+    paths = {
+        "sources": truth_dir / f"{stem}_sources.parquet",
+        "cosmic_rays": truth_dir / f"{stem}_cosmic_rays.parquet",
+        "rate": truth_dir / f"{stem}_rate.npy",
+        "wcs": truth_dir / f"{stem}_wcs.asdf",
+    }
+    with atomic_path(paths["sources"]) as tmp:
+        sim.sources.to_parquet(tmp, index=False)
+    with atomic_path(paths["cosmic_rays"]) as tmp:
+        sim.cosmic_rays.to_parquet(tmp, index=False)
+    with atomic_path(paths["rate"]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, sim.rate_dn)
+    detector = str(get_meta(sim.exposure.meta, "instrument.detector"))
+    science_size = sim.rate_dn.shape[0]
+    with atomic_path(paths["wcs"]) as tmp:
+        tree = {
+            "wcs": geometry.detector_gwcs(detector, sim.true_pointing, science_size),
+            "pointing": dataclasses.asdict(sim.true_pointing),
+            "commanded_pointing": dataclasses.asdict(commanded),
+            "detector": detector,
+            "science_size": int(science_size),
+        }
+        asdf.AsdfFile(tree).write_to(tmp)
+    return l1_path, paths
+
+
 def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: str = "F158", *,
              n_sources: int | None = None, ma_table: int = 4, pointing=(270.0, 66.0, 0.0),
              pointing_error=(0.0, 0.0, 0.0), science_size: int = N_PIX_SCIENCE, seed: int = 0,
@@ -428,30 +476,8 @@ def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: 
         sim = simulate_detector(scene, det, optical_element, ma_table_number=ma_table, pointing=commanded,
                                 pointing_error=pointing_error, science_size=science_size, seed=seed,
                                 start_time=start_time, ids=ids, cosmic_ray_rate=cosmic_ray_rate)
-        stem = f"{root}_{det.lower()}"
-        result["l1"].append(write_l1(sim.exposure, out / f"{stem}_uncal.asdf"))
-        paths = {
-            "sources": truth_dir / f"{stem}_sources.parquet",
-            "cosmic_rays": truth_dir / f"{stem}_cosmic_rays.parquet",
-            "rate": truth_dir / f"{stem}_rate.npy",
-            "wcs": truth_dir / f"{stem}_wcs.asdf",
-        }
-        with atomic_path(paths["sources"]) as tmp:
-            sim.sources.to_parquet(tmp, index=False)
-        with atomic_path(paths["cosmic_rays"]) as tmp:
-            sim.cosmic_rays.to_parquet(tmp, index=False)
-        with atomic_path(paths["rate"]) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, sim.rate_dn)
-        with atomic_path(paths["wcs"]) as tmp:
-            tree = {
-                "wcs": geometry.detector_gwcs(det, sim.true_pointing, science_size),
-                "pointing": dataclasses.asdict(sim.true_pointing),
-                "commanded_pointing": dataclasses.asdict(commanded),
-                "detector": det,
-                "science_size": int(science_size),
-            }
-            asdf.AsdfFile(tree).write_to(tmp)
+        l1_path, paths = write_detector_products(sim, commanded, out / f"{root}_{det.lower()}_uncal.asdf", truth_dir)
+        result["l1"].append(l1_path)
         for key, path in paths.items():
             result[key].append(path)
         del sim
