@@ -131,3 +131,23 @@ def test_flux_is_conserved_when_read_noise_variance_follows_the_signal(scene):
     product = resample(iter(images), scene.wcs)
     ratio = _aperture_sums(product, scene, sky=product.meta["sky_level"]) / scene.stars[2]
     assert np.all(np.abs(ratio - 1) < 0.005), ratio
+
+
+def test_mosaic_records_the_time_span_of_its_inputs(scene, tmp_path):
+    import astropy.units as u
+    import roman_datamodels.datamodels as rdm
+    from astropy.time import Time
+
+    images = []
+    for k, start in enumerate(("2027-06-01T00:00:00", "2027-06-03T12:00:00")):
+        image = scene.image(k, DITHERS[k])
+        t0 = Time(start, scale="utc")
+        image.meta["exposure"].update(start_time=t0, end_time=t0 + 139.8 * u.s)
+        images.append(image)
+    path = write_mosaic(resample(iter(images), scene.wcs), tmp_path / "cell_coadd.asdf", optical_element="F158")
+    with rdm.open(path) as model:
+        info = model.meta.coadd_info
+        assert info.time_first.isot.startswith("2027-06-01T00:00:00")
+        assert info.time_last.isot.startswith("2027-06-03T12:02:19")
+        assert abs(info.time_mean.mjd - (Time("2027-06-01T00:01:09.9").mjd + Time("2027-06-03T12:01:09.9").mjd) / 2) < 1e-6
+        model.validate()

@@ -127,6 +127,19 @@ def pixel_area_sr(wcs, x: float, y: float) -> float:
     return float(abs(np.linalg.det(j)))
 
 
+def _time(meta: dict, key: str):
+    """An astropy Time from metadata, or None."""
+    from astropy.time import Time
+
+    value = get_meta(meta, key)
+    if value is None or isinstance(value, str) and value in ("", "?"):
+        return None
+    try:
+        return Time(value)
+    except (ValueError, TypeError):
+        return None
+
+
 def exposure_time(meta: dict) -> float:
     """Exposure time (s) from metadata; 1 when absent."""
     for key in ("exposure.exposure_time", "exposure.effective_exposure_time", "exposure.measurement_time"):
@@ -147,6 +160,8 @@ class ResampledInput:
     pixmap_step: int
     pixmap_error: float
     area_ratio: float
+    start_time: object = None  # astropy Time of the exposure's start, when known
+    end_time: object = None
 
 
 class DrizzleAccumulator:
@@ -254,7 +269,8 @@ class DrizzleAccumulator:
         med_area = float(np.median(area[::16, ::16]))
         self._sky_out.append(sky * factor / med_area)
         record = ResampledInput(str(image.meta.get("filename", f"input{len(self.inputs)}")), float(sky), exptime,
-                                pm.step, pm.max_error, med_area)
+                                pm.step, pm.max_error, med_area, _time(image.meta, "exposure.start_time"),
+                                _time(image.meta, "exposure.end_time"))
         self.inputs.append(record)
         return record
 
@@ -449,6 +465,16 @@ def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, me
     wi.orientation = wi.orientation_ref = 0.0
     wi.skycell_name = skycell or "none"
     model.meta.coadd_info.exposure_time = float(np.nanmax(a["exposure_time"])) if a["exposure_time"].size else 0.0
+    starts = [i.start_time for i in product.inputs if i.start_time is not None]
+    ends = [i.end_time for i in product.inputs if i.end_time is not None]
+    if starts and ends and len(starts) == len(ends):
+        from astropy.time import Time
+
+        info = model.meta.coadd_info
+        info.time_first, info.time_last = min(starts), max(ends)
+        mean = Time(float(np.mean([(s.mjd + e.mjd) / 2 for s, e in zip(starts, ends)])), format="mjd", scale="utc")
+        mean.format = "isot"
+        info.time_mean = mean
     for step in ("skymatch", "resample"):
         model.meta.cal_step[step] = "COMPLETE"
     if outlier_detection:
