@@ -91,6 +91,10 @@ def test_mosaic_file_validates(scene, tmp_path):
         np.testing.assert_array_equal(np.asarray(model.data), product.data)
         assert np.asarray(model.exposure_time).shape == product.data.shape
         assert model.meta.wcsinfo.skycell_name == scene.cell
+        assert model.meta.calibration_software_name == "romanflow"
+        covered = np.isfinite(product.data)
+        assert model.meta.statistics.good_pixel_fraction == pytest.approx(covered.mean())
+        assert model.meta.statistics.image_median == pytest.approx(np.median(product.data[covered]))
         ra, dec = model.meta.wcs(100.0, 200.0)
         np.testing.assert_allclose([ra, dec], scene.wcs.pixel_to_world_values(100.0, 200.0), atol=1e-10)
     assert not list(tmp_path.glob(".*partial"))

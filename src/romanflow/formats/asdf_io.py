@@ -176,6 +176,12 @@ def read_l1(path) -> RampExposure:
     )
 
 
+def _version() -> str:
+    from romanflow import __version__
+
+    return __version__
+
+
 def write_l1(exposure: RampExposure, path) -> Path:
     """Write a :class:`RampExposure` as a validated L1 ``ScienceRawModel`` file."""
     rdm = _rdm()
@@ -186,6 +192,8 @@ def write_l1(exposure: RampExposure, path) -> Path:
     meta = dict(exposure.meta)
     meta["filename"] = path.name
     meta.setdefault("product_type", "l1")
+    meta.setdefault("calibration_software_name", "romanflow")
+    meta.setdefault("calibration_software_version", _version())
     model = rdm.ScienceRawModel.create_fake_data(shape=(1, 1, 1), defaults={"meta": meta})
     model.data = data
     model.amp33 = np.asarray(exposure.amp33, dtype=np.uint16)

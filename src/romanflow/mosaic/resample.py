@@ -475,6 +475,16 @@ def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, me
         mean = Time(float(np.mean([(s.mjd + e.mjd) / 2 for s, e in zip(starts, ends)])), format="mjd", scale="utc")
         mean.format = "isot"
         info.time_mean = mean
+    from romanflow import __version__
+
+    model.meta.calibration_software_name = "romanflow"
+    model.meta.calibration_software_version = __version__
+    covered = np.asarray(a["weight"]) > 0
+    stats = model.meta.statistics
+    stats.good_pixel_fraction = float(covered.mean()) if covered.size else 0.0
+    if covered.any():
+        stats.image_median = float(np.nanmedian(a["data"][covered]))
+        stats.image_rms = float(np.nanstd(a["data"][covered]))
     for step in ("skymatch", "resample"):
         model.meta.cal_step[step] = "COMPLETE"
     if outlier_detection:
