@@ -654,7 +654,20 @@ class DetectorProjection:
 def s_region(detector, pointing: Pointing, science_size: int = N_PIX_SCIENCE) -> str:
     """``POLYGON ICRS ra1 dec1 … ra4 dec4`` of the detector's outer corners (deg)."""
     corners = DetectorProjection(detector, pointing, science_size).footprint()
-    return "POLYGON ICRS " + " ".join(f"{ra:.9f} {dec:.9f}" for ra, dec in corners)
+    return polygon_s_region(corners[:, 0], corners[:, 1])
+
+
+def polygon_s_region(ra, dec) -> str:
+    """``POLYGON ICRS ra1 dec1 …`` (deg) of the given vertices, the ``meta.wcsinfo.s_region`` form."""
+    return "POLYGON ICRS " + " ".join(f"{r:.9f} {d:.9f}" for r, d in zip(ra, dec))
+
+
+def image_s_region(wcs, shape) -> str:
+    """:func:`polygon_s_region` of the outer pixel corners of an image (``pixel_to_world_values`` WCS)."""
+    ny, nx = shape[-2:]
+    ra, dec = wcs.pixel_to_world_values(np.array([-0.5, nx - 0.5, nx - 0.5, -0.5]),
+                                        np.array([-0.5, -0.5, ny - 0.5, ny - 0.5]))
+    return polygon_s_region(np.asarray(ra), np.asarray(dec))
 
 
 def wcsinfo_meta(detector, pointing: Pointing, science_size: int = N_PIX_SCIENCE) -> dict:

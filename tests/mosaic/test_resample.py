@@ -92,6 +92,8 @@ def test_mosaic_file_validates(scene, tmp_path):
         assert np.asarray(model.exposure_time).shape == product.data.shape
         assert model.meta.wcsinfo.skycell_name == scene.cell
         assert model.meta.calibration_software_name == "romanflow"
+        corners = np.array(model.meta.wcsinfo.s_region.split()[2:], float).reshape(4, 2)
+        np.testing.assert_allclose(corners[0], scene.wcs.pixel_to_world_values(-0.5, -0.5), atol=1e-9)
         covered = np.isfinite(product.data)
         assert model.meta.statistics.good_pixel_fraction == pytest.approx(covered.mean())
         assert model.meta.statistics.image_median == pytest.approx(np.median(product.data[covered]))

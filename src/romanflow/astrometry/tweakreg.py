@@ -231,7 +231,7 @@ def _set_wcs(image, pointing):
     info.update({"ra_ref": pointing.ra_ref, "dec_ref": pointing.dec_ref, "roll_ref": pointing.roll_ref})
     lo, hi = -0.5, size - 0.5
     ra, dec = image.wcs(np.array([lo, hi, hi, lo]), np.array([lo, lo, hi, hi]), with_bounding_box=False)
-    info["s_region"] = "POLYGON ICRS " + " ".join(f"{r:.9f} {d:.9f}" for r, d in zip(ra, dec))
+    info["s_region"] = geometry.polygon_s_region(ra, dec)
     image.meta.setdefault("velocity_aberration", {})["scale_factor"] = float(pointing.va_scale)
 
 

@@ -69,7 +69,7 @@ def assign_wcs(image: RateImage, distortion_model=None) -> RateImage:
     if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
         raise RomanflowError(f"assign_wcs: the distortion model of {detector} gives no sky position for the corners")
     wcsinfo = image.meta.setdefault("wcsinfo", {})
-    wcsinfo["s_region"] = "POLYGON ICRS " + " ".join(f"{r:.9f} {d:.9f}" for r, d in zip(ra, dec))
+    wcsinfo["s_region"] = geometry.polygon_s_region(ra, dec)
     wcsinfo.setdefault("vparity", geometry.VPARITY)
     wcsinfo.setdefault("v3yangle", geometry.V3_IDEAL_Y_ANGLE)
     image.wcs = wcs

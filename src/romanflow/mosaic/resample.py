@@ -464,6 +464,9 @@ def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, me
     wi.image_shape = [int(ny), int(nx)]
     wi.orientation = wi.orientation_ref = 0.0
     wi.skycell_name = skycell or "none"
+    from romanflow.geometry import image_s_region
+
+    wi.s_region = image_s_region(product.wcs, (ny, nx))
     model.meta.coadd_info.exposure_time = float(np.nanmax(a["exposure_time"])) if a["exposure_time"].size else 0.0
     starts = [i.start_time for i in product.inputs if i.start_time is not None]
     ends = [i.end_time for i in product.inputs if i.end_time is not None]
