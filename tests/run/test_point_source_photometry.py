@@ -62,7 +62,11 @@ def test_point_source_fluxes_colours_and_positions_match_the_truth(survey):
 
 
 def test_exposure_columns_describe_the_fits(survey):
+    from romanflow.catalog.parquet import read_provenance
+
     table, _ = next(_truth_and_catalogs(survey))
+    provenance = read_provenance(next((survey / "l4").glob("*_cat.parquet")))
+    assert {band: len(names) for band, names in provenance["exposures"].items()} == {"F158": 2, "F106": 2}
     for band in ("f158", "f106"):
         n = np.asarray(table[f"psf_exp_{band}_nexp"])
         assert set(np.unique(n)) <= {0, 1, 2} and (n == 2).mean() > 0.5

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "catalog_kind": table.meta["catalog_kind"],
         "filters": [im.band for im in images],
         "inputs": [str(p) for p in args.images],
+        "exposures": {im.band: [str(p) for p in im.exposures] for im in images},
         "reference_files": {im.band: im.provenance.get("reference_files", {}) for im in images},
         "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"],
     }

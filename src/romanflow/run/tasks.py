@@ -196,6 +196,7 @@ def catalog_cell(mosaic_paths, out_path, *, snr_threshold=5.0, n_pixels=5, deble
         "catalog_kind": table.meta["catalog_kind"],
         "filters": [im.band for im in images],
         "inputs": [Path(p).name for p in mosaic_paths],
+        "exposures": {im.band: [Path(p).name for p in im.exposures] for im in images},
         "reference_files": {im.band: im.provenance.get("reference_files", {}) for im in images},
         "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"],
     }
