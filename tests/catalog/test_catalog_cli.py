@@ -112,6 +112,9 @@ def test_forced_photometry_command_measures_each_image_at_given_positions(tmp_pa
         ratio = np.asarray(table["psf_f158_flux"].value) / np.asarray(scene.flux)[stars]
         assert abs(np.median(ratio) - 1) < 0.02
         assert read_provenance(tmp_path / "out" / f"{stem}_forced.parquet")["positions"] == str(positions)
+    with pytest.raises(RomanflowError, match="do not apply"):
+        _run([str(tmp_path / "cell_f158_i2d.asdf"), "-o", str(tmp_path / "out"), "--forced", str(positions),
+              "--hats", str(tmp_path / "hats")])
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"ra": [1.0]}), bad)
     with pytest.raises(InputFileError, match="no dec column"):

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from romanflow.catalog.source_catalog import make_catalog
 
     if args.forced is not None:
+        if args.hats is not None or args.bands:
+            raise RomanflowError("--forced writes one catalog per image: --hats and --bands do not apply")
         return _run_forced(args)
     images = [read_band_image(p, psf_fwhm_arcsec=args.psf_fwhm) for p in args.images]
     bands = [band_token(im.band) for im in images]
