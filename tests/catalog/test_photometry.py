@@ -92,3 +92,18 @@ def test_background_weights_keep_bright_psf_fluxes_unbiased():
     assert abs(np.mean(fit["flux"]) / 300.0 - 1) < 0.006
     assert 0.9 < np.std((fit["flux"] - 300.0) / fit["flux_err"]) < 1.15
     assert 0.9 < np.std((fit["x"] - xs) / fit["x_err"]) < 1.2
+
+
+def test_annulus_background_clips_contaminants_and_reports_its_error():
+    rng = np.random.default_rng(21)
+    image = 5.0 + rng.normal(0.0, 1.0, (300, 300))
+    xs = np.array([60.0, 150.0, 240.0] * 3)
+    ys = np.repeat([60.0, 150.0, 240.0], 3)
+    image[150, 162] += 500.0  # a bright pixel in one annulus
+    image[60:63, 70:73] += 50.0
+    level, level_err = photometry.annulus_background(image, xs, ys, 10.0, 14.0)
+    assert np.all(np.abs(level - 5.0) < 4 * level_err)
+    # 1.253 sigma / sqrt(n) for a median of ~250 pixels
+    assert np.allclose(level_err, 1.2533 / np.sqrt(np.pi * (14**2 - 10**2)), rtol=0.15)
+    edge, _ = photometry.annulus_background(image, np.array([-50.0]), np.array([150.0]), 10.0, 14.0)
+    assert np.isnan(edge[0])
