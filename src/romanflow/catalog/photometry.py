@@ -159,6 +159,47 @@ def annulus_background(data, x, y, r_in_pix, r_out_pix, mask=None, *, sigma: flo
     return level, level_err
 
 
+@numba.njit(cache=True)
+def _clipped_median(values, sigma, maxiters):
+    """(median, 1.253 · std / sqrt(n)) of values after sigma clipping; NaNs below 3 values.
+
+    Compiled without ``parallel`` so that its sums run in one fixed order: the
+    results do not depend on the number of threads.
+    """
+    v = values.copy()
+    for _ in range(maxiters):
+        if v.shape[0] < 3:
+            break
+        med = np.median(v)
+        mean = 0.0
+        for k in range(v.shape[0]):
+            mean += v[k]
+        mean /= v.shape[0]
+        var = 0.0
+        for k in range(v.shape[0]):
+            var += (v[k] - mean) ** 2
+        std = math.sqrt(var / v.shape[0])
+        kept = 0
+        for k in range(v.shape[0]):
+            if abs(v[k] - med) <= sigma * std:
+                v[kept] = v[k]
+                kept += 1
+        if kept == v.shape[0]:
+            break
+        v = v[:kept]
+    n = v.shape[0]
+    if n < 3:
+        return np.nan, np.nan
+    mean = 0.0
+    for k in range(n):
+        mean += v[k]
+    mean /= n
+    var = 0.0
+    for k in range(n):
+        var += (v[k] - mean) ** 2
+    return np.median(v), 1.2533 * math.sqrt(var / n) / math.sqrt(n)
+
+
 @numba.njit(cache=True, parallel=True)
 def _annulus_kernel(data, bad, xs, ys, r_in, r_out, sigma, maxiters, level, level_err):
     ny, nx = data.shape
@@ -179,19 +220,7 @@ def _annulus_kernel(data, bad, xs, ys, r_in, r_out, sigma, maxiters, level, leve
                 if r2 >= r_in2 and r2 < r_out2 and not bad[iy, ix]:
                     values[n] = data[iy, ix]
                     n += 1
-        v = values[:n]
-        for _ in range(maxiters):
-            if v.shape[0] < 3:
-                break
-            med = np.median(v)
-            std = np.std(v)
-            keep = np.abs(v - med) <= sigma * std
-            if keep.all():
-                break
-            v = v[keep]
-        if v.shape[0] >= 3:
-            level[s] = np.median(v)
-            level_err[s] = 1.2533 * np.std(v) / math.sqrt(v.shape[0])
+        level[s], level_err[s] = _clipped_median(values[:n], sigma, maxiters)
 
 
 # ---------------------------------------------------------------------------
