@@ -657,6 +657,22 @@ def s_region(detector, pointing: Pointing, science_size: int = N_PIX_SCIENCE) ->
     return polygon_s_region(corners[:, 0], corners[:, 1])
 
 
+def local_pixel_scale(wcs, x, y) -> np.ndarray:
+    """Local pixel scale (arcsec, square root of the pixel area) at pixel positions.
+
+    Works with any WCS that has ``pixel_to_world_values`` (astropy WCS, gwcs).
+    """
+    x = np.atleast_1d(np.asarray(x, np.float64))
+    y = np.atleast_1d(np.asarray(y, np.float64))
+    ra0, dec0 = wcs.pixel_to_world_values(x, y)
+    ra1, dec1 = wcs.pixel_to_world_values(x + 1.0, y)
+    ra2, dec2 = wcs.pixel_to_world_values(x, y + 1.0)
+    cosd = np.cos(np.deg2rad(dec0))
+    dx1, dy1 = ((ra1 - ra0 + 180) % 360 - 180) * cosd, dec1 - dec0
+    dx2, dy2 = ((ra2 - ra0 + 180) % 360 - 180) * cosd, dec2 - dec0
+    return np.sqrt(np.abs(dx1 * dy2 - dx2 * dy1)) * 3600.0
+
+
 def polygon_s_region(ra, dec) -> str:
     """``POLYGON ICRS ra1 dec1 …`` (deg) of the given vertices, the ``meta.wcsinfo.s_region`` form."""
     return "POLYGON ICRS " + " ".join(f"{r:.9f} {d:.9f}" for r, d in zip(ra, dec))

@@ -16,8 +16,10 @@ def test_unit_conversions():
 
 
 def test_local_pixel_scale_from_wcs():
+    from romanflow.geometry import local_pixel_scale
+
     wcs = tan_wcs((200, 200), pixel_scale_arcsec=0.055, rotation_deg=30)
-    assert photometry.local_pixel_scale(wcs, [100.0], [100.0])[0] == pytest.approx(0.055, rel=1e-5)
+    assert local_pixel_scale(wcs, [100.0], [100.0])[0] == pytest.approx(0.055, rel=1e-5)
 
 
 def test_aperture_sums_of_gaussian_match_analytic_fraction():

@@ -45,7 +45,7 @@ def exposure_psf_photometry(ra, dec, exposures, flux_guess=None, *, background_b
         Fluxes are NaN where no exposure gave a good fit.
     """
     from romanflow.catalog.products import read_band_image
-    from romanflow.catalog.source_catalog import BandImage, _prepare
+    from romanflow.catalog.source_catalog import BandImage, prepare_image
 
     ra = np.asarray(ra, np.float64)
     dec = np.asarray(dec, np.float64)
@@ -58,7 +58,7 @@ def exposure_psf_photometry(ra, dec, exposures, flux_guess=None, *, background_b
         image = item if isinstance(item, BandImage) else read_band_image(item)
         if image.psf_model is None:
             continue
-        prep = _prepare(image, background_box=background_box, detect_snr=5.0)
+        prep = prepare_image(image, background_box=background_box, detect_snr=5.0)
         ny, nx = prep.data.shape
         x, y = (np.asarray(v, np.float64) for v in image.wcs.world_to_pixel_values(ra, dec))
         inside = (np.isfinite(x) & np.isfinite(y) & (x > EDGE_MARGIN_PIX) & (y > EDGE_MARGIN_PIX)

@@ -9,7 +9,6 @@ import numpy as np
 import re
 
 from romanflow.catalog.photometry import (
-    local_pixel_scale,
     njy_per_pixel_from_count_rate,
     njy_per_pixel_from_surface_brightness,
     roman_psf_model,
@@ -17,6 +16,7 @@ from romanflow.catalog.photometry import (
 from romanflow.catalog.source_catalog import BandImage
 from romanflow.errors import InputFileError, RomanflowError
 from romanflow.exposure import get_meta
+from romanflow.geometry import local_pixel_scale
 
 _SR_PER_ARCSEC2 = (np.pi / 180.0 / 3600.0) ** 2
 

@@ -23,6 +23,7 @@ from romanflow.catalog.schema import (
     radius_token,
 )
 from romanflow.errors import RomanflowError
+from romanflow.geometry import local_pixel_scale
 
 #: Significance (sigma) by which a source's aper04/aper01 ratio must exceed the PSF's to count as extended.
 EXTENDED_SIGMA = 3.0
@@ -71,7 +72,9 @@ class BandImage:
 
 
 @dataclass
-class _Prepared:
+class PreparedImage:
+    """One band ready for measurement (:func:`prepare_image`)."""
+
     band: str
     data: np.ndarray  # background-subtracted, nJy/pixel
     err: np.ndarray  # nJy/pixel, total
@@ -86,7 +89,9 @@ class _Prepared:
     exposures: list = field(default_factory=list)  # member L2 images of a mosaic
 
 
-def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
+def prepare_image(image: BandImage, *, background_box: int, detect_snr: float) -> PreparedImage:
+    """An image in nJy per pixel with its background removed, the background-only error that
+    weights PSF fits, its PSF model and the noise-correlation factors of PSF fits and apertures."""
     data = np.asarray(image.data, np.float32) * np.float32(image.njy_per_pixel)
     err = np.asarray(image.err, np.float32) * np.float32(abs(image.njy_per_pixel))
     if data.shape != err.shape:
@@ -97,7 +102,7 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
     if bad.all():
         raise RomanflowError(f"band {image.band}: no usable pixel")
     ny, nx = data.shape
-    scale = float(photometry.local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0])
+    scale = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0])
     # Two-pass background: the second pass masks the sources found with the first.
     background, _ = detect.estimate_background(data, box_size=background_box, mask=bad)
     fwhm_guess = (image.psf_fwhm_arcsec or 0.15) / scale
@@ -130,7 +135,7 @@ def _prepare(image: BandImage, *, background_box: int, detect_snr: float):
     aperture_noise_scale = tuple(detect.kernel_noise_scale(data, err, detect.disk_kernel(r / scale),
                                                            correlation=correlation)
                                  for r in APERTURE_RADII_ARCSEC)
-    return _Prepared(band_token(image.band), data, err, weight_err, bad, scale, psf_model, fwhm_pix, image.dq,
+    return PreparedImage(band_token(image.band), data, err, weight_err, bad, scale, psf_model, fwhm_pix, image.dq,
                      psf_noise_scale, aperture_noise_scale, list(image.exposures))
 
 
@@ -235,7 +240,7 @@ def _centroid_errors(data, err, segm_data, labels, xc, yc):
     return ex, ey
 
 
-def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, point_fraction):
+def _band_photometry(prep: PreparedImage, segm, detection_cat, x, y, *, psf: bool, point_fraction):
     """All per-band columns (without the band suffix resolved) for sources at x, y."""
     from photutils.segmentation import SourceCatalog
 
@@ -304,7 +309,7 @@ def _band_photometry(prep: _Prepared, segm, detection_cat, x, y, *, psf: bool, p
     return cols, edge, low_snr, psf_fail
 
 
-def _exposure_columns(prep: _Prepared, v: dict, ra_c, dec_c, psf_ok, *, enabled: bool = True) -> dict:
+def _exposure_columns(prep: PreparedImage, v: dict, ra_c, dec_c, psf_ok, *, enabled: bool = True) -> dict:
     """``psf_exp_*`` columns of one band: PSF fits on the mosaic's member exposures at the
     image's PSF position (the centroid where that fit failed); empty when not ``enabled``."""
     b = prep.band
@@ -378,7 +383,7 @@ def make_catalog(
         raise RomanflowError(f"bands repeat: {bands}")
     if kind is None:
         kind = "multiband" if len(images) > 1 else ("detector" if images[0].dq is not None else "skycell")
-    preps = [_prepare(im, background_box=background_box, detect_snr=snr_threshold) for im in images]
+    preps = [prepare_image(im, background_box=background_box, detect_snr=snr_threshold) for im in images]
     wcs = images[0].wcs
     scale = preps[0].scale
 
@@ -533,7 +538,7 @@ def forced_photometry(images, ra, dec, ids=None, *, psf_fit_shape=(5, 5), backgr
     warning = np.zeros(n, np.int32)
     meta = {"catalog_kind": "forced", "bands": bands, "psf_fwhm_arcsec": {}}
     for k, im in enumerate(images):
-        prep = _prepare(im, background_box=background_box, detect_snr=5.0)
+        prep = prepare_image(im, background_box=background_box, detect_snr=5.0)
         x, y = im.wcs.world_to_pixel_values(ra, dec)
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64)

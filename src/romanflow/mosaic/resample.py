@@ -45,6 +45,7 @@ import numpy as np
 from romanflow import dq as dqflags
 from romanflow.errors import InputFileError, RomanflowError
 from romanflow.exposure import RateImage, get_meta
+from romanflow.geometry import local_pixel_scale
 from romanflow.mosaic.pixmap import PixmapResult, fast_pixmap
 
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
@@ -114,17 +115,6 @@ def nominal_pixel_area(image: RateImage) -> float:
     if isinstance(value, (int, float)) and np.isfinite(value) and value > 0:
         return float(value)
     return float(np.deg2rad(PIXEL_SCALE / 3600.0) ** 2)
-
-
-def pixel_area_sr(wcs, x: float, y: float) -> float:
-    """Solid angle (sr) of the pixel of ``wcs`` centred at (x, y), from finite differences."""
-    xs = np.array([x - 0.5, x + 0.5, x, x], np.float64)
-    ys = np.array([y, y, y - 0.5, y + 0.5], np.float64)
-    ra, dec = (np.deg2rad(np.asarray(v, np.float64)) for v in wcs.pixel_to_world_values(xs, ys))
-    cosd = np.cos(dec.mean())
-    dra = (ra - ra.mean() + np.pi) % (2 * np.pi) - np.pi
-    j = np.array([[(dra[1] - dra[0]) * cosd, (dra[3] - dra[2]) * cosd], [dec[1] - dec[0], dec[3] - dec[2]]])
-    return float(abs(np.linalg.det(j)))
 
 
 def _time(meta: dict, key: str):
@@ -210,7 +200,8 @@ class DrizzleAccumulator:
         self.inputs: list[ResampledInput] = []
         self._sky_out = []
         ny, nx = self.shape
-        self.out_pixel_area = pixel_area_sr(out_wcs, (nx - 1) / 2.0, (ny - 1) / 2.0)  # sr
+        centre_scale = local_pixel_scale(out_wcs, [(nx - 1) / 2.0], [(ny - 1) / 2.0])[0]  # arcsec
+        self.out_pixel_area = float(np.deg2rad(centre_scale / 3600.0) ** 2)  # sr
 
     def pixmap(self, image: RateImage) -> PixmapResult:
         if image.wcs is None:
