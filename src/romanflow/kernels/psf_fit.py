@@ -82,12 +82,33 @@ def _psf_value(epsf, c, oversample, dx, dy):
     return val, gx * oversample, gy * oversample
 
 
+@numba.njit(cache=True, inline="always")
+def _jacobian_row(epsf, c, oversample, dx, dy, f, free, row):
+    """Fill ``row`` with the model's derivatives in (flux[, x, y]) at one pixel; return the unit PSF there."""
+    p, gx, gy = _psf_value(epsf, c, oversample, dx, dy)
+    row[0] = p
+    if free:
+        row[1] = -f * gx
+        row[2] = -f * gy
+    return p
+
+
+@numba.njit(cache=True, inline="always")
+def _add_outer(matrix, row, weight):
+    """matrix += weight · row rowᵀ."""
+    n = matrix.shape[0]
+    for i in range(n):
+        for j in range(n):
+            matrix[i, j] += weight * row[i] * row[j]
+
+
 @numba.njit(cache=True, parallel=True)
 def _fit_kernel(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, bscale2,
                 flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
     ny, nx = data.shape
     c = (epsf.shape[0] - 1) / 2.0
     nbox = (2 * half + 1) ** 2
+    npar = 3 if free else 1
     for s in prange(x0.shape[0]):
         flags[s] = 0
         if not (math.isfinite(x0[s]) and math.isfinite(y0[s])):
@@ -110,65 +131,45 @@ def _fit_kernel(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, 
                 m += 1
         if m < nbox:
             flags[s] |= 1
-        npar = 3 if free else 1
         if m <= npar:
             flags[s] |= 8
             continue
         x = x0[s]
         y = y0[s]
-        f = f0[s] if (math.isfinite(f0[s]) and f0[s] > 0) else 1.0
+        # a fixed position is one linear step from zero flux
+        f = (f0[s] if (math.isfinite(f0[s]) and f0[s] > 0) else 1.0) if free else 0.0
+        row = np.zeros(npar)
         ok = True
         converged = not free
         for it in range(MAX_ITER if free else 1):
-            # normal equations of the weighted least squares at the current position
-            a00 = a01 = a02 = a11 = a12 = a22 = 0.0
-            b0 = b1 = b2 = 0.0
+            # normal equations of the weighted least squares at the current parameters
+            hmat = np.zeros((npar, npar))
+            rhs = np.zeros(npar)
             for k in range(m):
-                p, gx, gy = _psf_value(epsf, c, oversample, px[k] - x, py[k] - y)
+                p = _jacobian_row(epsf, c, oversample, px[k] - x, py[k] - y, f, free, row)
                 w = 1.0 / wvar[py[k], px[k]]
-                d = data[py[k], px[k]]
-                if free:
-                    r = d - f * p
-                    j1 = -f * gx
-                    j2 = -f * gy
-                    a00 += w * p * p
-                    a01 += w * p * j1
-                    a02 += w * p * j2
-                    a11 += w * j1 * j1
-                    a12 += w * j1 * j2
-                    a22 += w * j2 * j2
-                    b0 += w * p * r
-                    b1 += w * j1 * r
-                    b2 += w * j2 * r
-                else:
-                    a00 += w * p * p
-                    b0 += w * p * d
-            if not free:
-                if a00 <= 0:
-                    ok = False
-                else:
-                    f = b0 / a00
-                break
-            det = (a00 * (a11 * a22 - a12 * a12) - a01 * (a01 * a22 - a12 * a02)
-                   + a02 * (a01 * a12 - a11 * a02))
+                _add_outer(hmat, row, w)
+                r = data[py[k], px[k]] - f * p
+                for i in range(npar):
+                    rhs[i] += w * row[i] * r
+            det = np.linalg.det(hmat)
             if not (det > 0) or not math.isfinite(det):
                 ok = False
                 break
-            df = (b0 * (a11 * a22 - a12 * a12) - a01 * (b1 * a22 - a12 * b2) + a02 * (b1 * a12 - a11 * b2)) / det
-            dxp = (a00 * (b1 * a22 - a12 * b2) - b0 * (a01 * a22 - a12 * a02) + a02 * (a01 * b2 - b1 * a02)) / det
-            dyp = (a00 * (a11 * b2 - b1 * a12) - a01 * (a01 * b2 - b1 * a02) + b0 * (a01 * a12 - a11 * a02)) / det
-            step = max(abs(dxp), abs(dyp))
-            if step > STEP_LIMIT:
-                dxp *= STEP_LIMIT / step
-                dyp *= STEP_LIMIT / step
-                df *= STEP_LIMIT / step
-            f += df
-            x += dxp
-            y += dyp
+            step = np.linalg.solve(hmat, rhs)
+            if not free:
+                f += step[0]
+                break
+            move = max(abs(step[1]), abs(step[2]))
+            if move > STEP_LIMIT:
+                step *= STEP_LIMIT / move
+            f += step[0]
+            x += step[1]
+            y += step[2]
             if abs(x - cx) > half + 0.5 or abs(y - cy) > half + 0.5:
                 flags[s] |= 2
                 break
-            if step < TOLERANCE:
+            if move < TOLERANCE:
                 converged = True
                 break
         if not ok:
@@ -177,50 +178,32 @@ def _fit_kernel(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, 
         if not converged and (flags[s] & 2) == 0:
             flags[s] |= 4
         # covariance (sandwich) and chi-square at the solution
-        h00 = h01 = h02 = h11 = h12 = h22 = 0.0
-        m00 = m01 = m02 = m11 = m12 = m22 = 0.0
+        hmat = np.zeros((npar, npar))
+        mmat = np.zeros((npar, npar))
         c2 = 0.0
         for k in range(m):
-            p, gx, gy = _psf_value(epsf, c, oversample, px[k] - x, py[k] - y)
+            p = _jacobian_row(epsf, c, oversample, px[k] - x, py[k] - y, f, free, row)
             vb = wvar[py[k], px[k]]
             vt = var[py[k], px[k]]
-            w = 1.0 / vb
+            # the background's share of the variance carries its correlation
             vs = vt + (bscale2 - 1.0) * min(vt, vb)
-            j1 = -f * gx if free else 0.0
-            j2 = -f * gy if free else 0.0
-            h00 += w * p * p
-            h01 += w * p * j1
-            h02 += w * p * j2
-            h11 += w * j1 * j1
-            h12 += w * j1 * j2
-            h22 += w * j2 * j2
-            ww = w * w * vs
-            m00 += ww * p * p
-            m01 += ww * p * j1
-            m02 += ww * p * j2
-            m11 += ww * j1 * j1
-            m12 += ww * j1 * j2
-            m22 += ww * j2 * j2
+            _add_outer(hmat, row, 1.0 / vb)
+            _add_outer(mmat, row, vs / (vb * vb))
             r = data[py[k], px[k]] - f * p
             c2 += r * r / vt
         flux[s] = f
         xf[s] = x
         yf[s] = y
         chi2[s] = c2 / (m - npar)
+        if not (np.linalg.det(hmat) > 0):
+            flags[s] |= 8
+            continue
+        bread = np.linalg.inv(hmat)
+        cov = bread @ mmat @ bread
+        flux_err[s] = math.sqrt(max(cov[0, 0], 0.0))
         if free:
-            hm = np.array([[h00, h01, h02], [h01, h11, h12], [h02, h12, h22]])
-            mm = np.array([[m00, m01, m02], [m01, m11, m12], [m02, m12, m22]])
-            det = np.linalg.det(hm)
-            if not (det > 0):
-                flags[s] |= 8
-                continue
-            hi = np.linalg.inv(hm)
-            cov = hi @ mm @ hi
-            flux_err[s] = math.sqrt(max(cov[0, 0], 0.0))
             x_err[s] = math.sqrt(max(cov[1, 1], 0.0))
             y_err[s] = math.sqrt(max(cov[2, 2], 0.0))
-        else:
-            flux_err[s] = math.sqrt(m00) / h00 if h00 > 0 else np.nan
 
 
 def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, weight_err=None, mask=None,

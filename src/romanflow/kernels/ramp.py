@@ -244,6 +244,27 @@ def _outputs(shape2d, n):
 # --------------------------------------------------------------------------
 # Casertano (2022)
 # --------------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def _store_pixel(y, x, slope, vread, vpois, n_usable, all_saturated, n_jumps, slope_out, vread_out, vpois_out,
+                 pdq_out, njump_out):
+    """Write one pixel's rate, variances and flags (4 jump, 2 saturated throughout, 1 no fit: NaNs)."""
+    pdq = np.uint32(0)
+    if n_jumps > 0:
+        pdq |= np.uint32(4)
+    if all_saturated:
+        pdq |= np.uint32(2)
+    if n_usable <= 1 or not math.isfinite(slope) or not (vread + vpois > 0):
+        pdq |= np.uint32(1)
+        slope = np.nan
+        vread = np.nan
+        vpois = np.nan
+    slope_out[y, x] = slope
+    vread_out[y, x] = vread
+    vpois_out[y, x] = vpois
+    pdq_out[y, x] = pdq
+    njump_out[y, x] = min(n_jumps, 255)
+
+
 @numba.njit(cache=True, parallel=True)
 def _casertano_kernel(resultants, groupdq, read_noise, gain, t_bar, coeffs, read_factor, poisson_factor,
                       power_thresholds, inv_dt1, inv_dt2, stat_read, stat_poisson, detect_jumps, thr_intercept,
@@ -351,11 +372,6 @@ def _casertano_kernel(resultants, groupdq, read_noise, gain, t_bar, coeffs, read
                 slope_sum += w * slope
                 vread_sum += w * w * vread
                 vpois_sum += w * w * poisson_factor[s, e, p] / g
-            pdq = np.uint32(0)
-            if n_jumps > 0:
-                pdq |= np.uint32(4)
-            if n_sat == n:
-                pdq |= np.uint32(2)
             if w_tot > 0:
                 slope = slope_sum / w_tot
                 vread = vread_sum / (w_tot * w_tot)
@@ -364,16 +380,8 @@ def _casertano_kernel(resultants, groupdq, read_noise, gain, t_bar, coeffs, read
                 slope = np.nan
                 vread = np.nan
                 vpois = np.nan
-            if n_usable <= 1 or not math.isfinite(slope) or not (vread + vpois > 0):
-                pdq |= np.uint32(1)
-                slope = np.nan
-                vread = np.nan
-                vpois = np.nan
-            slope_out[y, x] = slope
-            vread_out[y, x] = vread
-            vpois_out[y, x] = vpois
-            pdq_out[y, x] = pdq
-            njump_out[y, x] = min(n_jumps, 255)
+            _store_pixel(y, x, slope, vread, vpois, n_usable, n_sat == n, n_jumps, slope_out, vread_out, vpois_out,
+                         pdq_out, njump_out)
 
 
 def fit_ramps_casertano(resultants, groupdq, read_noise, gain, read_pattern: ReadPattern, *,
@@ -601,21 +609,8 @@ def _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bp
                                 vp += 2 * w * w2 * bph[i]
                     vread = rn2 * vr
                     vpois = vp * ginv * max(slope, 0.0)
-            pdq = np.uint32(0)
-            if n_jumps > 0:
-                pdq |= np.uint32(4)
-            if n_sat == n:
-                pdq |= np.uint32(2)
-            if n_usable <= 1 or not math.isfinite(slope) or not (vread + vpois > 0):
-                pdq |= np.uint32(1)
-                slope = np.nan
-                vread = np.nan
-                vpois = np.nan
-            slope_out[y, x] = slope
-            vread_out[y, x] = vread
-            vpois_out[y, x] = vpois
-            pdq_out[y, x] = pdq
-            njump_out[y, x] = min(n_jumps, 255)
+            _store_pixel(y, x, slope, vread, vpois, n_usable, n_sat == n, n_jumps, slope_out, vread_out, vpois_out,
+                         pdq_out, njump_out)
 
 
 def fit_ramps_likely(resultants, groupdq, read_noise, gain, read_pattern: ReadPattern, *,
