@@ -243,17 +243,7 @@ def _psf_fit_kernel(work, weight, epsf, oversample, x, y, flux, x0, y0, half, st
 @numba.njit(cache=True, inline="always")
 def _epsf_at(epsf, c, oversample, dx, dy):
     """Bilinear interpolation of the effective PSF at offset (dx, dy) pixels from the source."""
-    n = epsf.shape[0]
-    fx = c + dx * oversample
-    fy = c + dy * oversample
-    kx = int(math.floor(fx))
-    ky = int(math.floor(fy))
-    if kx < 0 or ky < 0 or kx + 1 >= n or ky + 1 >= n:
-        return 0.0
-    tx = fx - kx
-    ty = fy - ky
-    return ((1 - ty) * ((1 - tx) * epsf[ky, kx] + tx * epsf[ky, kx + 1])
-            + ty * ((1 - tx) * epsf[ky + 1, kx] + tx * epsf[ky + 1, kx + 1]))
+    return _epsf_grad(epsf, c, oversample, dx, dy)[0]
 
 
 @numba.njit(cache=True, inline="always")
