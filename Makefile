@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/romanflow demo --output demo_output
+	$(VENV)/bin/romanflow demo --output-dir demo_output
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

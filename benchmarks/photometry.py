@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 
 
+#: Two catalog entries of overlapping sky cells closer than this (arcsec) are one source.
+DUPLICATE_RADIUS_ARCSEC = 0.05
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1016, help="science pixels per detector side")
@@ -59,7 +63,7 @@ def main(argv=None) -> int:
                 # a source already catalogued by an earlier (overlapping) cell is counted once
                 done = vstack(tables)
                 i, _, _ = match_sky(np.asarray(table["ra"]), np.asarray(table["dec"]),
-                                    np.asarray(done["ra"]), np.asarray(done["dec"]), 0.05)
+                                    np.asarray(done["ra"]), np.asarray(done["dec"]), DUPLICATE_RADIUS_ARCSEC)
                 keep = np.ones(len(table), bool)
                 keep[i] = False
                 table = table[keep]

@@ -21,7 +21,7 @@ import numpy as np
 from romanflow import dq
 from romanflow.detector import FRAME_TIME, N_PIX_SCIENCE, ReadPattern, ma_table
 from romanflow.kernels.ramp import METHODS, fit_ramps
-from romanflow.kernels.synthetic import synthetic_resultants
+from tests.kernels.synthetic_ramps import synthetic_resultants
 
 READ_NOISE, GAIN = 5.0, 2.0
 

@@ -23,7 +23,7 @@ def test_linearity_inverse_is_exact():
     coeffs = model.linearity_coeffs[:, :50, :]
     measured = measured_from_linear(linear, coeffs)
     back = sum(coeffs[k].astype(float) * measured**k for k in range(coeffs.shape[0]))
-    assert np.max(np.abs(back - linear)) < 1e-6
+    assert np.max(np.abs(back - linear)) < 1e-9  # DN at up to 65000 DN; measured 1.5e-11
     assert np.all(measured < linear)  # classic non-linearity: the measured level falls behind
 
 
@@ -47,4 +47,5 @@ def test_flat_in_dn_removes_the_channel_gains():
     flat_dn = model.flat_dn("F158")
     good = model.pixel_response[s] > 0
     corrected = (rate / np.where(flat_dn > 0, flat_dn, 1))[s][good]
-    assert np.allclose(corrected, 100.0 / model.nominal_gain, rtol=1e-5)
+    # float32 flat and gains: measured 1.8e-7 relative (1.5 float32 ulp)
+    np.testing.assert_allclose(corrected, 100.0 / model.nominal_gain, rtol=1e-6)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from romanflow.errors import InputFileError, RomanflowError  # noqa: E402
+from romanflow.errors import InputFileError, RomanflowError
+from romanflow.version import __version__
 
 __all__ = ["__version__", "RomanflowError", "InputFileError", "simulate", "calibrate"]
 

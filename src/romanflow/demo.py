@@ -9,7 +9,6 @@ with the simulator's truth, draws a PNG of a mosaic with its catalog and prints 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -33,11 +32,9 @@ DEMO_PLAN = {
 }
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the main job on the embedded default",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
-    p.set_defaults(func=run)
+#: Matching radius (arcsec) of the registration check: five times validation's match radius, so that a
+#: registration that went wrong shows as a large RMS rather than as stars that silently fail to match.
+REGISTRATION_CHECK_RADIUS_ARCSEC = 0.5
 
 
 def demo_plan():
@@ -122,7 +119,8 @@ def registration_accuracy(out: Path, min_snr: float = 100.0) -> list[dict]:
         bright = catalog[(flux / err > min_snr) & (catalog["flags"] == 0)] if "flags" in catalog else \
             catalog[flux / err > min_snr]
         _, _, sep = match_sky(bright["ra"].to_numpy(float), bright["dec"].to_numpy(float),
-                              stars["ra"].to_numpy(float), stars["dec"].to_numpy(float), 0.5)
+                              stars["ra"].to_numpy(float), stars["dec"].to_numpy(float),
+                              REGISTRATION_CHECK_RADIUS_ARCSEC)
         fit = read_l2(path).meta.get("wcs_fit_results", {})
         rows.append({"file": path.name, "status": fit.get("status", "?"), "matches": fit.get("n_matches"),
                      "stars": int(len(sep)), "rms_mas": float(np.sqrt(np.mean(sep**2)) * 1e3) if len(sep) else
@@ -179,10 +177,11 @@ def hats_check(out: Path) -> dict:
     return {"path": str(path), "cone_rows": int(len(found)), "brute_force_rows": int(len(i))}
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(out: Path) -> dict:
+    """Run the main job into folder ``out``, print its summary and return it."""
     from romanflow.run.executors import run_plan
 
-    out = Path(args.output)
+    out = Path(out)
     started = time.perf_counter()
     plan = demo_plan()
     report = run_plan(plan, out)
@@ -199,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                "registration": reg_rows, "catalogs": cat_rows, "hats": hats, "picture": str(png)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(summary, out)
-    return 0
+    return summary
 
 
 def print_summary(summary: dict, out: Path) -> None:

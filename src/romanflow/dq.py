@@ -2,7 +2,13 @@
 
 Pixel flags are uint32, group (per-resultant) flags uint8. Kept here as plain
 integers so that kernels need not import the data-model package.
+:func:`decode` names the bits of a value, :func:`encode` ORs named bits.
+
+These are pixel flags (the ``dq`` arrays of L1/L2 products); the flags of
+measured sources are another set, :mod:`romanflow.source_flags`.
 """
+
+from romanflow.bitmask import decode_bits, encode_bits
 
 DO_NOT_USE = 1 << 0
 SATURATED = 1 << 1
@@ -47,6 +53,12 @@ PIXEL_FLAGS = {
 }
 
 
-def describe(value: int) -> list[str]:
-    """Names of the pixel flags set in ``value``."""
-    return [name for name, bit in PIXEL_FLAGS.items() if int(value) & bit]
+def decode(value) -> list[str]:
+    """Names of the pixel flags set in ``value``, in bit order; ``ValueError`` for a bit that is no pixel
+    flag (bits 14, 26, 27 and 29 are unused) or a negative value."""
+    return decode_bits(value, PIXEL_FLAGS, "pixel flag")
+
+
+def encode(names) -> int:
+    """OR of the named pixel flags: ``encode(['DO_NOT_USE', 'SATURATED']) == 3``; one name may be a string."""
+    return encode_bits(names, PIXEL_FLAGS, "pixel flag")

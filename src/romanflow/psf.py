@@ -8,7 +8,9 @@ effective wavelength, at the detector centre, with the pupil binned
 Images are *effective* PSFs: the optical PSF convolved with the 0.11″ square
 pixel, sampled ``oversample`` times per pixel. Sampling an effective PSF at
 native-pixel spacing gives the fraction of a point source's flux that each
-pixel collects, so a point source is rendered by interpolation alone.
+pixel collects, so a point source is rendered, and fitted, by interpolation
+alone: :mod:`romanflow.kernels.epsf` evaluates these images (same centre,
+sampling and units) at any sub-pixel offset.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ import pytest
 
 from romanflow import dq as dqbits
 from romanflow import geometry
-from romanflow.astrometry.detect import (SOURCE_FLAGS, detect_point_sources, read_source_catalog,
-                                         source_catalog, write_source_catalog)
+from romanflow.astrometry.detect import detect_point_sources, read_source_catalog, source_catalog, write_source_catalog
 from romanflow.errors import InputFileError
 from romanflow.psf import psf_image
+from romanflow.source_flags import SOURCE_FLAGS
 
 from synthetic import NOISE, SKY, flux_for_snr, rate_image, render
 

@@ -39,22 +39,25 @@ def test_global_fit_recovers_injected_pointing_error(exposure):
     after, n = _exposure_rms(images, catalogs, truth)
     print(f"S/N > 100 stars: {n}, RMS vs truth {before:.0f} mas before, {after:.2f} mas after")
     assert n >= 100
-    assert after <= 3.0
+    assert after <= 1.5  # measured 0.68 mas over 231 stars
     result = images[0].meta["wcs_fit_results"]
     assert result["status"] == "SUCCESS" and result["refcat"] == "gaia.parquet"
     assert result["n_matches"] >= 60
-    # the fit moves the commanded pointing onto the true one (dRA cos dec, dDec, roll)
-    assert np.allclose(result["shift_arcsec"], POINTING_ERROR[:2], atol=0.01)
-    assert result["rotation_deg"] == pytest.approx(-POINTING_ERROR[2], abs=2e-4)
+    # the fit moves the commanded pointing onto the true one (dRA cos dec, dDec, roll); measured
+    # shift errors -0.08 and +0.13 mas, roll error 0.10" (0.7 mas at the field's edge)
+    shift_error_mas = (np.asarray(result["shift_arcsec"]) - np.asarray(POINTING_ERROR[:2])) * 1e3
+    assert np.all(np.abs(shift_error_mas) < 0.5), shift_error_mas
+    assert abs(result["rotation_deg"] + POINTING_ERROR[2]) * 3600.0 < 0.2  # arcsec
     true = COMMANDED.with_offsets(*POINTING_ERROR)
     for im in images:
         assert im.meta["cal_step"]["tweakreg"] == "COMPLETE"
-        assert abs(im.meta["wcsinfo"]["roll_ref"] - true.roll_ref) < 2e-4
+        assert abs(im.meta["wcsinfo"]["roll_ref"] - true.roll_ref) * 3600.0 < 0.2  # arcsec
         assert im.meta["wcsinfo"]["s_region"] == geometry.s_region(
             im.meta["instrument"]["detector"], geometry.pointing_from_meta(im.meta), SIZE)
-    # catalogs carry the corrected sky positions
+    # catalogs carry the corrected sky positions (mas; measured 0)
     ra, dec = images[2].wcs(catalogs[2]["x"].value, catalogs[2]["y"].value, with_bounding_box=False)
-    np.testing.assert_allclose(catalogs[2]["ra"].value, ra, atol=1e-12)
+    np.testing.assert_allclose(catalogs[2]["ra"].value * 3.6e6, ra * 3.6e6, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(catalogs[2]["dec"].value * 3.6e6, dec * 3.6e6, rtol=0, atol=1e-6)
 
 
 def test_rscale_and_per_detector_fits(exposure):
@@ -62,6 +65,7 @@ def test_rscale_and_per_detector_fits(exposure):
         images, catalogs, truth, refcat = _copy(exposure)
         tweakreg(images, catalogs, refcat, **kwargs)
         assert all(im.meta["wcs_fit_results"]["status"] == "SUCCESS" for im in images)
+        # mas; measured 0.88 (rscale) and 1.80 (per detector)
         assert _exposure_rms(images, catalogs, truth)[0] <= 3.5, kwargs
 
 
@@ -70,7 +74,7 @@ def test_single_detector(exposure):
     tweakreg(images[3:4], catalogs[3:4], refcat)
     assert images[3].meta["wcs_fit_results"]["status"] == "SUCCESS"
     assert images[3].meta["wcs_fit_results"]["detectors"] == ["WFI10"]
-    assert rms_mas(sky_errors_mas(images[3], catalogs[3], truth[3])) <= 4.0
+    assert rms_mas(sky_errors_mas(images[3], catalogs[3], truth[3])) <= 3.0  # mas; measured 1.55
 
 
 def _few_stars(catalogs, truth, refcat, keep_on, n_keep, rng):
@@ -107,7 +111,7 @@ def test_global_fit_beats_per_detector_fit_on_sparse_detectors(exposure, capsys)
             print(f"{im.meta['instrument']['detector']:8s}  {len(fit_catalogs[k]):12d}  "
                   f"{per_mode['global'][k]:26.2f}  {per_mode['per-detector'][k]:12.2f}")
     g, p = np.array(per_mode["global"]), np.array(per_mode["per-detector"])
-    assert np.all(g <= 3.0)
+    assert np.all(g <= 1.5)  # mas; measured 0.48-0.79
     assert np.mean(g[list(sparse)]) < 0.5 * np.mean(p[list(sparse)])
 
 

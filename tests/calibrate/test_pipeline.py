@@ -152,3 +152,59 @@ def test_residual_correlated_noise_enters_the_read_noise_only_after_refpix(calib
         # the likelihood fit re-optimises its weights for the larger read noise, so the
         # read-noise variance of its rate grows by less than the read noise itself
         assert 1.0 + 0.5 * (expected - 1.0) < ratio <= expected * 1.02
+
+
+# --- a user's bad input is reported by the wrappers, before any kernel sees it -------------------
+def _small_exposure(n_planes=9, filename="r0000101001001001001_0001_wfi01_uncal.asdf"):
+    """A tiny L1-like ramp (MA table 4 pattern) whose data has ``n_planes`` resultants."""
+    from romanflow.detector import FRAME_TIME, ma_table
+    from romanflow.exposure import RampExposure
+
+    meta = {"filename": filename,
+            "exposure": {"read_pattern": ma_table(4).as_list(), "frame_time": FRAME_TIME}}
+    data = np.full((n_planes, 136, 128), 100.0, np.float32)
+    return RampExposure(data=data, amp33=np.zeros((n_planes, 136, 128), np.float32), meta=meta,
+                        groupdq=np.zeros(data.shape, np.uint8), pixeldq=np.zeros(data.shape[1:], np.uint32))
+
+
+def test_options_reject_an_unknown_ramp_method():
+    from romanflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="ramp_method='ols'"):
+        CalibrationOptions(ramp_method="ols")
+    with pytest.raises(ParameterError, match="skip"):
+        CalibrationOptions(skip=("ramp_fit",))
+
+
+def test_steps_name_the_file_whose_resultants_disagree_with_its_read_pattern():
+    from romanflow.calibrate.ramp_fit import ramp_fit
+    from romanflow.calibrate.saturation import saturation
+    from romanflow.errors import InputFileError, ParameterError
+
+    short = _small_exposure(n_planes=7)
+    frame = short.data.shape[1:]
+    for step in (lambda e: saturation(e, np.full(frame, 6e4, np.float32)),
+                 lambda e: ramp_fit(e, np.full(frame, 5.0, np.float32), np.full(frame, 2.0, np.float32))):
+        with pytest.raises(InputFileError, match=r"wfi01_uncal.asdf: data has 7 resultants .* describes 9"):
+            step(short)
+    with pytest.raises(InputFileError, match="read pattern"):
+        calibrate_exposure(_small_exposure(n_planes=7), CalibrationOptions(), references={})
+    bad_flags = _small_exposure()
+    bad_flags.groupdq = bad_flags.groupdq[:, :-1]
+    with pytest.raises(InputFileError, match="resultant flags have shape"):
+        saturation(bad_flags, np.full(frame, 6e4, np.float32))
+    with pytest.raises(ParameterError, match="method='ols'"):
+        ramp_fit(_small_exposure(), np.full(frame, 5.0, np.float32), np.full(frame, 2.0, np.float32), method="ols")
+
+
+def test_a_reference_of_another_size_is_reported_with_its_path(tmp_path):
+    from romanflow.calibrate.inputs import check_reference_frame
+    from romanflow.errors import InputFileError
+    from romanflow.formats.reference_io import ReferenceData
+
+    gain = ReferenceData("gain", tmp_path / "gain.asdf", {}, {"data": np.ones((264, 264), np.float32)})
+    with pytest.raises(InputFileError, match=r"gain.asdf: gain arrays are 264x264 pixels; .* 136x136"):
+        check_reference_frame(gain, (136, 136))
+    check_reference_frame(gain, (264, 264))
+    flat = ReferenceData("flat", tmp_path / "flat.asdf", {}, {"data": np.ones((128, 128), np.float32)})
+    check_reference_frame(flat, (136, 136))            # darks and flats may come trimmed

@@ -1,7 +1,8 @@
 import numpy as np
 
 from romanflow.catalog.photometry import gaussian_psf, sampled_psf
-from romanflow.kernels.psf_fit import FIT_FLAGS, fit_psf_sources
+from romanflow.kernels.psf_fit import fit_psf_sources
+from romanflow.source_flags import EDGE, LEFT_BOX, PSF_FIT_FAILED
 
 
 def _scene(xs, ys, flux, shape=(80, 80), fwhm=2.5):
@@ -50,7 +51,34 @@ def test_flags_for_edges_masks_and_empty_boxes():
     mask[39:42, 39:42] = True
     fit = fit_psf_sources(image, np.ones_like(image), np.array([1.2, 40.0, -50.0]), np.array([40.0, 40.0, 60.0]),
                           samples, oversample, mask=mask, flux_guess=np.full(3, 100.0))
-    assert fit["flags"][0] & FIT_FLAGS["BOX_INCOMPLETE"]
-    assert fit["flags"][1] & FIT_FLAGS["BOX_INCOMPLETE"]
-    assert fit["flags"][2] & FIT_FLAGS["NO_DATA"] and np.isnan(fit["flux"][2])
+    assert fit["flags"][0] & EDGE
+    assert fit["flags"][1] & EDGE
+    assert fit["flags"][2] & PSF_FIT_FAILED and np.isnan(fit["flux"][2])
     assert abs(fit["flux"][0] / 100.0 - 1) < 0.01  # fitted from the pixels that remain
+
+
+def test_close_neighbours_are_fitted_with_each_others_models_subtracted():
+    rng = np.random.default_rng(5)
+    xs, ys, flux = np.array([30.2, 32.9, 60.4]), np.array([30.6, 31.3, 50.0]), np.array([4000.0, 1000.0, 500.0])
+    image, (samples, oversample) = _scene(xs, ys, flux)
+    noisy = image + rng.normal(0, 0.5, image.shape)
+    err = np.full_like(image, 0.5)
+    start_x, start_y = np.rint(xs), np.rint(ys)  # detection peaks; no starting fluxes
+    alone = fit_psf_sources(noisy, err, start_x, start_y, samples, oversample)
+    # each pass halves what is left of the blend's error
+    together = fit_psf_sources(noisy, err, start_x, start_y, samples, oversample, subtract_neighbours=True,
+                               passes=10, max_shift=1.5)
+    assert abs(alone["flux"][1] / flux[1] - 1) > 0.05  # the bright neighbour's light biases an independent fit
+    assert np.all(np.abs(together["flux"] - flux) < 4 * together["flux_err"])
+    assert np.all(np.abs(together["x"] - xs) < 4 * together["x_err"])
+    assert np.all(np.abs(together["y"] - ys) < 4 * together["y_err"])
+    assert np.all(together["flags"] == 0)
+    # the isolated source does not care
+    assert abs(together["flux"][2] - alone["flux"][2]) < 0.1 * together["flux_err"][2]
+
+
+def test_a_fit_that_wanders_off_is_flagged():
+    image, (samples, oversample) = _scene([40.0], [40.0], [500.0])
+    fit = fit_psf_sources(image, np.ones_like(image), np.array([38.0]), np.array([40.0]), samples, oversample,
+                          max_shift=1.0)
+    assert fit["flags"][0] & LEFT_BOX

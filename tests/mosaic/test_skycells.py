@@ -1,9 +1,16 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from romanflow.errors import RomanflowError
 from romanflow.geometry import detector_gwcs, pointing_for
 from romanflow.mosaic import skycells as sc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+import make_skymap  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +23,7 @@ def _random_sky(n, seed):
     ra = rng.uniform(0, 360, n)
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     # poles, RA wrap, and the region edges themselves
-    lat = sc.ring_latitudes(sc.NSIDE)
+    lat = make_skymap.ring_latitudes(make_skymap.NSIDE)
     edges = 0.5 * (lat[:-1] + lat[1:])
     extra_dec = np.r_[90.0, -90.0, 89.9999, -89.9999, 0.0, 0.0, edges, edges + 1e-9, edges - 1e-9]
     extra_ra = np.r_[0.0, 0.0, 77.0, 300.0, 0.0, 359.9999999, rng.uniform(0, 360, 3 * edges.size)]
@@ -24,16 +31,26 @@ def _random_sky(n, seed):
 
 
 def test_shipped_table_matches_generator(skymap):
-    regenerated = sc.generate_projection_regions()
+    regenerated = make_skymap.generate_projection_regions()
     assert len(skymap.table) == len(regenerated) == 3442
     for name in ("ra_tangent", "dec_tangent", "dec_min", "dec_max", "x_tangent", "ncell_x", "skycell_end"):
         np.testing.assert_allclose(np.asarray(skymap.table[name]), np.asarray(regenerated[name]))
     assert skymap.table.meta["nxy_skycell"] == 5000 and skymap.table.meta["skycell_border_pixels"] == 100
     # iso-latitude bands on HEALPix ring latitudes, polar caps tangent at the poles
     assert skymap.regions[0].dec_tangent == 90.0 and skymap.regions[-1].dec_tangent == -90.0
-    ring_lat = sc.ring_latitudes(sc.NSIDE)
+    ring_lat = make_skymap.ring_latitudes(make_skymap.NSIDE)
     band_decs = np.unique([r.dec_tangent for r in skymap.regions[1:-1]])
     np.testing.assert_allclose(np.sort(band_decs), np.sort(ring_lat[1:-1]))
+    assert skymap.table.meta["nside"] == make_skymap.NSIDE
+
+
+def test_make_skymap_writes_a_table_the_sky_map_reads(tmp_path):
+    path = make_skymap.write_skymap(tmp_path / "regions.parquet")
+    written = sc.load_skymap(path)
+    assert len(written.regions) == 3442
+    assert written.containing(270.0, 65.0) == sc.skycell_containing(270.0, 65.0)
+    with pytest.raises(RomanflowError, match="not found"):
+        sc.load_skymap(tmp_path / "missing.parquet")
 
 
 def test_names_round_trip(skymap):

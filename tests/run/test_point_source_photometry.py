@@ -67,6 +67,7 @@ def test_exposure_columns_describe_the_fits(survey):
     table, _ = next(_truth_and_catalogs(survey))
     provenance = read_provenance(next((survey / "l4").glob("*_cat.parquet")))
     assert {band: len(names) for band, names in provenance["exposures"].items()} == {"F158": 2, "F106": 2}
+    assert provenance["fallbacks"] == [] and table.meta["fallbacks"] == []  # Roman PSFs, every exposure found
     for band in ("f158", "f106"):
         n = np.asarray(table[f"psf_exp_{band}_nexp"])
         assert set(np.unique(n)) <= {0, 1, 2} and (n == 2).mean() > 0.5

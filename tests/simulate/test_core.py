@@ -58,7 +58,10 @@ def test_rendered_flux_and_position_of_an_isolated_source(kind):
     w = image * box
     assert (w * xx).sum() / w.sum() == pytest.approx(truth["x"] + dx, abs=0.03)
     assert (w * yy).sum() / w.sum() == pytest.approx(truth["y"] + dy, abs=0.03)
-    assert truth["x"] == pytest.approx(centre, abs=1e-6)
+    # the scene was placed by pixel_to_world; the simulator's world_to_pixel gives it back (pixels;
+    # measured 5.6e-10 in x and y, 6e-8 mas)
+    assert truth["x"] == pytest.approx(centre, abs=1e-8)
+    assert truth["y"] == pytest.approx(centre - 0.2, abs=1e-8)
 
 
 def test_pointing_error_moves_sources_and_metadata_keeps_commanded():
@@ -67,11 +70,17 @@ def test_pointing_error_moves_sources_and_metadata_keeps_commanded():
     sim = simulate_detector(scene, "WFI03", "F158", pointing=POINTING, science_size=SIZE, seed=1,
                             pointing_error=(1.1, 0.0, 0.0), sky=False)
     truth = sim.sources.iloc[0]
-    # 1.1" ≈ 10 pixels of shift
-    assert 8 < np.hypot(truth["x"] - centre, truth["y"] - centre) < 12
+    # 1.1" at the local pixel scale (0.1056" here): 10.35 pixels, 1.0925" (the pixels are not square)
+    scale = geometry.local_pixel_scale(geometry.detector_gwcs("WFI03", POINTING, SIZE), centre, centre)[0]
+    assert np.hypot(truth["x"] - centre, truth["y"] - centre) * scale == pytest.approx(1.1, rel=0.02)  # arcsec
+    # the metadata keep the commanded pointing exactly; the true one is 1.1" east of it
     wcsinfo = sim.exposure.meta["wcsinfo"]
-    assert wcsinfo["ra_ref"] == pytest.approx(POINTING.ra_ref)
-    assert sim.true_pointing.ra_ref != pytest.approx(POINTING.ra_ref)
+    assert (wcsinfo["ra_ref"], wcsinfo["dec_ref"], wcsinfo["roll_ref"]) == (
+        POINTING.ra_ref, POINTING.dec_ref, POINTING.roll_ref)
+    cosd = np.cos(np.radians(POINTING.dec_ref))
+    true = sim.true_pointing
+    assert (true.ra_ref - POINTING.ra_ref) * cosd * 3.6e6 == pytest.approx(1100.0, abs=1e-3)  # mas; measured 2e-8
+    assert (true.dec_ref - POINTING.dec_ref) * 3.6e6 == pytest.approx(0.0, abs=1e-3)  # mas; measured 0
 
 
 def test_simulate_writes_valid_files_and_is_reproducible(tmp_path):
@@ -102,7 +111,9 @@ def test_simulate_writes_valid_files_and_is_reproducible(tmp_path):
             wcs = af["wcs"]
             on = sources[sources["on_detector"]]
             x, y = wcs.world_to_pixel_values(on["ra"].to_numpy(), on["dec"].to_numpy())
-            assert np.allclose(x, on["x"], atol=1e-3) and np.allclose(y, on["y"], atol=1e-3)
+            # pixels; measured 2.2e-10 (2.4e-8 mas)
+            np.testing.assert_allclose(x, on["x"], rtol=0, atol=1e-8)
+            np.testing.assert_allclose(y, on["y"], rtol=0, atol=1e-8)
         l1 = read_l1(out["l1"][0 if det == "WFI01" else 1])
         # cosmic rays are there: the pixel jumps after the read of the hit by about amplitude/gain
         big = crs[(crs["amplitude_e"] > 2000) & (crs["read"] > 10) & (crs["read"] < 40)]

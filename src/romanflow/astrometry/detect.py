@@ -3,10 +3,10 @@
 Kernel (:func:`detect_point_sources`): arrays in, table out. Background by
 :class:`photutils.background.Background2D`; detection by peaks of the
 matched-filter S/N map (image convolved with the effective PSF, divided by the
-noise of that sum); positions and fluxes by fitting the effective PSF
-(bilinear interpolation of the oversampled samples, Gauss-Newton in a 5x5 box;
-neighbours closer than a few pixels are handled by fitting every source with
-the current models of the others subtracted, over a few passes).
+noise of that sum); positions and fluxes by fitting the effective PSF with
+:func:`romanflow.kernels.psf_fit.fit_psf_sources` (Gauss-Newton in a 5x5 box,
+brightest first, each source with the current models of the others
+subtracted, over a few passes, so that close neighbours are fitted together).
 
 Wrapper (:func:`source_catalog`): reads the detector and filter from the
 metadata, takes the PSF from :mod:`romanflow.psf`, adds sky positions from the
@@ -15,23 +15,19 @@ image's WCS. Catalog files: :func:`write_source_catalog` (Parquet with units).
 
 from __future__ import annotations
 
-import math
 import warnings
 
-import numba
 import numpy as np
 
 from romanflow import dq as dqbits
+from romanflow import source_flags
 from romanflow.errors import RomanflowError
+from romanflow.kernels.psf_fit import fit_psf_sources
 
-#: Source flag bits (column ``flags``).
-SOURCE_FLAGS = {
-    "SATURATED": 1,  # a saturated pixel within the fit box
-    "BLENDED": 2,  # another detection within BLEND_RADIUS pixels (fitted together)
-    "EDGE": 4,  # fit box not fully on the array
-    "BAD_PIXEL": 8,  # a DO_NOT_USE pixel within the fit box
-    "FIT_FAILED": 16,  # PSF fit did not converge or gave a non-finite result
-}
+#: The :mod:`romanflow.source_flags` bits of the ``flags`` column: EDGE (fit box not fully on the array, or
+#: a DO_NOT_USE pixel in it), BLENDED (another detection within BLEND_RADIUS pixels), SATURATED (a saturated
+#: pixel in the fit box), PSF_FIT_FAILED (no fit, a non-positive flux, or a position beyond XY_BOUND).
+FLAG_NAMES = ("EDGE", "BLENDED", "SATURATED", "PSF_FIT_FAILED")
 
 FIT_SHAPE = 5  #: PSF-fit box (pixels per side)
 BLEND_RADIUS = 4.0  #: detections closer than this (pixels) are fitted together and flagged BLENDED
@@ -52,7 +48,7 @@ _COLUMNS = {
     "flux_err": ("DN/s", "1-sigma uncertainty of flux"),
     "snr": ("", "flux / flux_err"),
     "peak_snr": ("", "matched-filter S/N at detection"),
-    "flags": ("", "bit flags: " + ", ".join(f"{k}={v}" for k, v in SOURCE_FLAGS.items())),
+    "flags": ("", "source flags (romanflow.source_flags; 0 = good): " + source_flags.legend(FLAG_NAMES)),
     "ra": ("deg", "ICRS right ascension from the image WCS"),
     "dec": ("deg", "ICRS declination from the image WCS"),
 }
@@ -93,7 +89,11 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
     -------
     astropy.table.QTable
         Columns ``id, x, y, x_err, y_err, flux, flux_err, snr, peak_snr, flags``
-        (units as in :data:`_COLUMNS`). Empty (zero rows) when nothing is found.
+        (units as in :data:`_COLUMNS`; flags :data:`FLAG_NAMES`). The fits are
+        weighted by ``1 / err²`` and their errors are those of
+        :mod:`romanflow.kernels.psf_fit`; a rejected fit (``PSF_FIT_FAILED``)
+        keeps its detection peak as position and has NaN flux and errors.
+        Empty (zero rows) when nothing is found.
     """
     from astropy.convolution import convolve
     from astropy.stats import SigmaClip
@@ -138,175 +138,45 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
     return _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr)
 
 
-@numba.njit(cache=True)
-def _psf_fit_kernel(work, weight, epsf, oversample, x, y, flux, x0, y0, half, stamp, n_pass, max_iter, bound,
-                    cov, status):
-    """Fit (flux, x, y) of point sources with an oversampled effective PSF (in place).
-
-    work : (ny, nx) float64, background-subtracted data (DN/s) with the current
-    models of all sources removed (updated as the fits change); weight : 1/σ²
-    per pixel (0 for masked pixels); epsf : (n, n) effective PSF sampled every
-    1/oversample pixel with the source at (n-1)/2, bilinearly interpolated (as
-    the rendering does); x, y, flux : starting values, replaced by the fit;
-    x0, y0 : detection positions (the fit may move ``bound`` pixels from them);
-    half : fit box half-size (pixels); stamp : half-size of the model removed
-    from ``work``; n_pass : passes over all sources (neighbours' models are
-    those of the previous fits); cov : (n, 3, 3) output covariance of
-    (flux, x, y); status : 0 ok, 1 no usable pixels or singular, 2 moved
-    beyond ``bound`` or no positive flux.
-    """
-    ny, nx = work.shape
-    n = epsf.shape[0]
-    c = (n - 1) / 2.0
-    nsrc = x.shape[0]
-    for p in range(n_pass):
-        for s in range(nsrc):
-            # put this source's model back
-            ix = int(math.floor(x[s] + 0.5))
-            iy = int(math.floor(y[s] + 0.5))
-            for py in range(max(iy - stamp, 0), min(iy + stamp + 1, ny)):
-                for px in range(max(ix - stamp, 0), min(ix + stamp + 1, nx)):
-                    work[py, px] += flux[s] * _epsf_at(epsf, c, oversample, px - x[s], py - y[s])
-            bx = int(math.floor(x0[s] + 0.5))
-            by = int(math.floor(y0[s] + 0.5))
-            xs, ys, fs = x[s], y[s], flux[s]
-            if p == 0:  # starting flux: weighted linear fit of the PSF at the detection position
-                num = 0.0
-                den = 0.0
-                for py in range(max(by - half, 0), min(by + half + 1, ny)):
-                    for px in range(max(bx - half, 0), min(bx + half + 1, nx)):
-                        m = _epsf_at(epsf, c, oversample, px - xs, py - ys)
-                        num += weight[py, px] * m * work[py, px]
-                        den += weight[py, px] * m * m
-                fs = num / den if den > 0 else 0.0
-            ok = 1
-            for it in range(max_iter):
-                a = np.zeros((3, 3))
-                b = np.zeros(3)
-                npix = 0
-                for py in range(max(by - half, 0), min(by + half + 1, ny)):
-                    for px in range(max(bx - half, 0), min(bx + half + 1, nx)):
-                        w = weight[py, px]
-                        if w <= 0:
-                            continue
-                        npix += 1
-                        m, gx, gy = _epsf_grad(epsf, c, oversample, px - xs, py - ys)
-                        r = work[py, px] - fs * m
-                        j0 = m
-                        j1 = -fs * gx  # d model / d x_source
-                        j2 = -fs * gy
-                        a[0, 0] += w * j0 * j0
-                        a[0, 1] += w * j0 * j1
-                        a[0, 2] += w * j0 * j2
-                        a[1, 1] += w * j1 * j1
-                        a[1, 2] += w * j1 * j2
-                        a[2, 2] += w * j2 * j2
-                        b[0] += w * j0 * r
-                        b[1] += w * j1 * r
-                        b[2] += w * j2 * r
-                a[1, 0] = a[0, 1]
-                a[2, 0] = a[0, 2]
-                a[2, 1] = a[1, 2]
-                if npix < 4 or np.linalg.cond(a) > 1e12:
-                    ok = 0
-                    break
-                step = np.linalg.solve(a, b)
-                dx, dy = step[1], step[2]
-                shift = math.hypot(dx, dy)
-                if shift > 0.3:  # damp large position steps
-                    dx *= 0.3 / shift
-                    dy *= 0.3 / shift
-                fs += step[0]
-                xs += dx
-                ys += dy
-                if abs(xs - x0[s]) > bound or abs(ys - y0[s]) > bound:
-                    break
-                if shift < 1e-5:
-                    break
-            if ok == 1 and fs > 0 and abs(xs - x0[s]) <= bound and abs(ys - y0[s]) <= bound:
-                x[s], y[s], flux[s] = xs, ys, fs
-                status[s] = 0
-                if p == n_pass - 1:
-                    cov[s] = np.linalg.inv(a)
-            else:
-                status[s] = 1 if ok == 0 else 2
-                if p == 0:
-                    flux[s] = max(fs, 0.0) if ok == 1 else 0.0
-            # remove the (new) model
-            ix = int(math.floor(x[s] + 0.5))
-            iy = int(math.floor(y[s] + 0.5))
-            for py in range(max(iy - stamp, 0), min(iy + stamp + 1, ny)):
-                for px in range(max(ix - stamp, 0), min(ix + stamp + 1, nx)):
-                    work[py, px] -= flux[s] * _epsf_at(epsf, c, oversample, px - x[s], py - y[s])
-
-
-@numba.njit(cache=True, inline="always")
-def _epsf_at(epsf, c, oversample, dx, dy):
-    """Bilinear interpolation of the effective PSF at offset (dx, dy) pixels from the source."""
-    return _epsf_grad(epsf, c, oversample, dx, dy)[0]
-
-
-@numba.njit(cache=True, inline="always")
-def _epsf_grad(epsf, c, oversample, dx, dy):
-    """Value and derivatives along dx, dy (per pixel) of the interpolated effective PSF."""
-    n = epsf.shape[0]
-    fx = c + dx * oversample
-    fy = c + dy * oversample
-    kx = int(math.floor(fx))
-    ky = int(math.floor(fy))
-    if kx < 0 or ky < 0 or kx + 1 >= n or ky + 1 >= n:
-        return 0.0, 0.0, 0.0
-    tx = fx - kx
-    ty = fy - ky
-    e00, e01, e10, e11 = epsf[ky, kx], epsf[ky, kx + 1], epsf[ky + 1, kx], epsf[ky + 1, kx + 1]
-    v = (1 - ty) * ((1 - tx) * e00 + tx * e01) + ty * ((1 - tx) * e10 + tx * e11)
-    gx = ((1 - ty) * (e01 - e00) + ty * (e11 - e10)) * oversample
-    gy = ((1 - tx) * (e10 - e00) + tx * (e11 - e01)) * oversample
-    return v, gx, gy
-
-
 def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
+    """PSF fits of the detections (neighbours subtracted, brightest first) and their flags."""
     ny, nx = residual.shape
-    weight = np.where(bad | ~(sigma > 0), 0.0, 1.0 / np.where(sigma > 0, sigma, 1.0) ** 2)
-    epsf = np.ascontiguousarray(psf, dtype=np.float64)
-    order = np.argsort(-peak_snr, kind="stable")  # brightest first: their models leave the faint ones
-    x = px[order].astype(np.float64)
-    y = py[order].astype(np.float64)
-    x0, y0 = x.copy(), y.copy()
-    flux = np.zeros(len(x))
-    cov = np.full((len(x), 3, 3), np.nan)
-    status = np.zeros(len(x), np.int64)
-    work = np.ascontiguousarray(residual, dtype=np.float64).copy()
     half = FIT_SHAPE // 2
-    _psf_fit_kernel(work, np.ascontiguousarray(weight), epsf, int(oversample), x, y, flux, x0, y0, half,
-                    MODEL_HALF, N_PASSES, 30, XY_BOUND, cov, status)
+    order = np.argsort(-peak_snr, kind="stable")  # brightest first: their models leave the faint ones
+    fit = fit_psf_sources(residual, sigma, px[order], py[order], psf, oversample, mask=bad, half=half,
+                          max_shift=XY_BOUND, subtract_neighbours=True, passes=N_PASSES, model_half=MODEL_HALF)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
-    x, y, flux, cov, status = x[back], y[back], flux[back], cov[back], status[back]
-    flux_err = np.sqrt(cov[:, 0, 0])
-    x_err = np.sqrt(cov[:, 1, 1])
-    y_err = np.sqrt(cov[:, 2, 2])
+    x, y, flux = fit["x"][back], fit["y"][back], fit["flux"][back]
+    x_err, y_err, flux_err = fit["x_err"][back], fit["y_err"][back], fit["flux_err"][back]
+    fit_flags = fit["flags"][back]
 
     flags = np.zeros(len(x), np.uint32)
-    ok = (status == 0) & np.isfinite(x) & np.isfinite(y) & np.isfinite(flux_err) & (flux_err > 0)
-    flags[~ok] |= SOURCE_FLAGS["FIT_FAILED"]
+    with np.errstate(invalid="ignore"):
+        ok = (((fit_flags & (source_flags.PSF_FIT_FAILED | source_flags.LEFT_BOX)) == 0) & (flux > 0)
+              & np.isfinite(flux_err) & (flux_err > 0))
+    flags[~ok] |= source_flags.PSF_FIT_FAILED
+    # a rejected fit: the detection peak, no flux
+    x, y = np.where(ok, x, px), np.where(ok, y, py)
+    for values in (flux, flux_err, x_err, y_err):
+        values[~ok] = np.nan
     xi = np.rint(x).astype(int)
     yi = np.rint(y).astype(int)
     edge = (xi - half < 0) | (yi - half < 0) | (xi + half > nx - 1) | (yi + half > ny - 1)
-    flags[edge] |= SOURCE_FLAGS["EDGE"]
+    flags[edge] |= source_flags.EDGE
     if len(x) > 1:
         from scipy.spatial import cKDTree
 
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(BLEND_RADIUS, output_type="ndarray")
-        flags[np.unique(pairs.ravel())] |= SOURCE_FLAGS["BLENDED"]
+        flags[np.unique(pairs.ravel())] |= source_flags.BLENDED
     for k in range(len(x)):
         sl = (slice(max(yi[k] - half, 0), max(yi[k] + half + 1, 0)),
               slice(max(xi[k] - half, 0), max(xi[k] + half + 1, 0)))
         box = dq[sl]
         if np.any(box & dqbits.SATURATED):
-            flags[k] |= SOURCE_FLAGS["SATURATED"]
+            flags[k] |= source_flags.SATURATED
         if np.any(box & dqbits.DO_NOT_USE):
-            flags[k] |= SOURCE_FLAGS["BAD_PIXEL"]
+            flags[k] |= source_flags.EDGE
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, 0.0)
     rows = {

@@ -47,7 +47,7 @@ def read_refcat(path, *, center=None, radius_deg: float | None = None) -> pd.Dat
         df = pd.read_parquet(path)
     except FileNotFoundError:
         raise InputFileError(path, "reference catalog not found") from None
-    except Exception as exc:
+    except Exception as exc:  # pyarrow/pandas raise many kinds for a file that is not Parquet: name the file
         raise InputFileError(path, f"not a readable Parquet reference catalog: {exc}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:

@@ -32,15 +32,15 @@ from dataclasses import replace
 import numpy as np
 
 from romanflow import geometry
-from romanflow.astrometry.detect import SOURCE_FLAGS, add_sky_positions
+from romanflow.astrometry.detect import add_sky_positions
 from romanflow.astrometry.refcat import decimal_year, refcat_at_epoch
-from romanflow.calibrate.steps_common import COMPLETE, SKIPPED, mark_step
+from romanflow.provenance import COMPLETE, SKIPPED, mark_step
+from romanflow.source_flags import SOURCE_FLAGS
 from romanflow.detector import PIXEL_SCALE
 from romanflow.exposure import get_meta
 
 #: Flags that exclude a source from the fit.
-EXCLUDE_FLAGS = (SOURCE_FLAGS["SATURATED"] | SOURCE_FLAGS["EDGE"] | SOURCE_FLAGS["BAD_PIXEL"]
-                 | SOURCE_FLAGS["FIT_FAILED"])
+EXCLUDE_FLAGS = SOURCE_FLAGS["SATURATED"] | SOURCE_FLAGS["EDGE"] | SOURCE_FLAGS["PSF_FIT_FAILED"]
 
 
 #: Added in quadrature to every pair's position error (arcsec): PSF-model and distortion residuals.

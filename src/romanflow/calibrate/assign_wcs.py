@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from romanflow import geometry
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.detector import detector_name
 from romanflow.errors import RomanflowError
 from romanflow.exposure import RateImage, get_meta

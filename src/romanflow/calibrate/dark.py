@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from romanflow import dq
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.detector import N_BORDER
 from romanflow.errors import RomanflowError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.exposure import RampExposure, get_meta
 
 

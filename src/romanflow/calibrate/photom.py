@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.errors import RomanflowError
 from romanflow.exposure import get_meta
 

@@ -17,20 +17,21 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from romanflow import __version__
+from romanflow.version import __version__
 from romanflow.calibrate.assign_wcs import assign_wcs
 from romanflow.calibrate.dark import dark_rate_step, dark_resultant_step
 from romanflow.calibrate.dq_init import dq_init
 from romanflow.calibrate.flat import flat_field
+from romanflow.calibrate.inputs import check_ramp_exposure, check_ramp_method, check_reference_frame
 from romanflow.calibrate.linearity import linearity
 from romanflow.calibrate.photom import photom
 from romanflow.calibrate.ramp_fit import ramp_fit
 from romanflow.calibrate.refpix import refpix
 from romanflow.calibrate.saturation import saturation
-from romanflow.calibrate.steps_common import SKIPPED, mark_step, record_reference
-from romanflow.errors import RomanflowError
+from romanflow.provenance import SKIPPED, mark_step, record_reference
+from romanflow.errors import ParameterError, RomanflowError
 from romanflow.exposure import RampExposure, RateImage
-from romanflow.kernels.ramp import DEFAULT_METHOD, METHODS
+from romanflow.kernels.ramp import DEFAULT_METHOD
 
 #: Steps in the order they run.
 STEPS = ("dq_init", "saturation", "refpix", "linearity", "ramp_fit", "dark", "assign_wcs", "flat_field", "photom")
@@ -78,12 +79,13 @@ class CalibrationOptions:
     def __post_init__(self):
         unknown = sorted(set(self.skip) - set(STEPS))
         if unknown:
-            raise RomanflowError(f"unknown step(s) to skip: {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+            raise ParameterError("skip", tuple(self.skip), f"unknown step(s) {', '.join(unknown)}; steps are "
+                                                           f"{', '.join(STEPS)}")
         required = sorted(set(self.skip) & set(REQUIRED_STEPS))
         if required:
-            raise RomanflowError(f"step(s) {', '.join(required)} cannot be skipped: they produce the rate image")
-        if self.ramp_method not in METHODS:
-            raise RomanflowError(f"unknown ramp-fitting method {self.ramp_method!r}: expected one of {', '.join(METHODS)}")
+            raise ParameterError("skip", tuple(self.skip), f"step(s) {', '.join(required)} cannot be skipped: "
+                                                           "they produce the rate image")
+        check_ramp_method(self.ramp_method)
         self.skip = tuple(self.skip)
         self.overrides = {str(k).lower(): v for k, v in (self.overrides or {}).items()}
 
@@ -115,12 +117,15 @@ class _ReferenceLoader:
     Reading a reference (decompression, copies) is mostly single-threaded, so
     reading the next step's files while the current step runs uses the idle
     core. A file is held only from its read-ahead until its step has taken it.
+    Each reference is checked against the exposure's frame shape (ny, nx) when
+    a step takes it.
     """
 
-    def __init__(self, references: dict):
+    def __init__(self, references: dict, frame_shape):
         from concurrent.futures import ThreadPoolExecutor
 
         self.references = references
+        self.frame_shape = tuple(frame_shape)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="romanflow-refs")
         self._pending: dict = {}
 
@@ -131,7 +136,10 @@ class _ReferenceLoader:
 
     def get(self, reftype: str):
         pending = self._pending.pop(reftype, None)
-        return pending.result() if pending is not None else _load(self.references, reftype)
+        reference = pending.result() if pending is not None else _load(self.references, reftype)
+        if reference is not None:
+            check_reference_frame(reference, self.frame_shape)
+        return reference
 
     def close(self) -> None:
         for pending in self._pending.values():
@@ -246,13 +254,14 @@ def calibrate_exposure(exposure: RampExposure, options: CalibrationOptions | Non
         Seconds per step, plus ``'total'``.
     """
     options = options or CalibrationOptions()
+    check_ramp_exposure(exposure)
     meta = exposure.meta
     science_size = exposure.science_size
     if references is None:
         references = resolve_references(meta, science_size, options)
     timings: dict[str, float] = {}
     start_all = time.perf_counter()
-    loader = _ReferenceLoader(references)
+    loader = _ReferenceLoader(references, exposure.data.shape[1:])
     try:
         image = _run_steps(exposure, options, references, loader, timings)
     finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from romanflow.calibrate.inputs import check_ramp_exposure, check_ramp_method
 from romanflow.calibrate.refpix import RESIDUAL_VARIANCE_KEY
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.detector import N_BORDER
 from romanflow.exposure import RampExposure, RateImage
 from romanflow.kernels.ramp import DEFAULT_METHOD, fit_ramps
@@ -43,6 +44,15 @@ def ramp_fit(exposure: RampExposure, read_noise: np.ndarray, gain: np.ndarray, *
         Gain (e-/DN), full frame.
     method : {'likely', 'casertano'}
         Ramp-fitting algorithm.
+    detect_jumps : bool
+        Look for cosmic-ray jumps while fitting.
+
+    Raises
+    ------
+    ParameterError
+        Unknown ``method``.
+    InputFileError
+        The resultants disagree with the exposure's read pattern.
 
     Notes
     -----
@@ -54,6 +64,8 @@ def ramp_fit(exposure: RampExposure, read_noise: np.ndarray, gain: np.ndarray, *
     not white in time), so weights and per-pixel errors are approximate at
     that level.
     """
+    check_ramp_method(method, "method")
+    check_ramp_exposure(exposure)
     science = (slice(None), _S, _S)
     read_noise = np.asarray(read_noise)[_S, _S]
     residual = float(exposure.extra.get(RESIDUAL_VARIANCE_KEY, 0.0) or 0.0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from romanflow import dq
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
+from romanflow.calibrate.inputs import check_ramp_exposure
 from romanflow.errors import RomanflowError
 from romanflow.exposure import RampExposure
 from romanflow.kernels.refpix import correct_reference_pixels
@@ -36,6 +37,7 @@ def refpix(exposure: RampExposure) -> RampExposure:
     """
     if exposure.amp33 is None:
         raise RomanflowError("refpix needs the amp33 resultants, but the exposure has none")
+    check_ramp_exposure(exposure)
     mask = None
     if exposure.pixeldq is not None:
         mask = (np.asarray(exposure.pixeldq) & UNUSABLE_REFERENCE) == 0

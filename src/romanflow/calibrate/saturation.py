@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from romanflow.calibrate.steps_common import mark_step
+from romanflow.provenance import mark_step
 from romanflow.errors import RomanflowError
+from romanflow.calibrate.inputs import check_ramp_exposure
 from romanflow.exposure import RampExposure
 from romanflow.kernels.saturation import flag_saturation
 
 
 def saturation(exposure: RampExposure, threshold: np.ndarray, threshold_dq: np.ndarray | None = None) -> RampExposure:
     """Flag resultants at or near the SATURATION reference's threshold (DN, full frame)."""
+    check_ramp_exposure(exposure)
     if threshold.shape != exposure.data.shape[1:]:
         raise RomanflowError(f"saturation reference has shape {threshold.shape}; frames are {exposure.data.shape[1:]}")
     exposure.groupdq = flag_saturation(exposure.data, threshold, exposure.read_pattern, exposure.groupdq,

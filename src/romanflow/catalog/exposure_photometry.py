@@ -12,9 +12,16 @@ chi-square, which also flags variable sources.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from romanflow.catalog import photometry
+from romanflow.catalog.band_image import BandImage, record_fallback
+from romanflow.catalog.prepare import prepare_image
+from romanflow.catalog.products import read_band_image
+
+_log = logging.getLogger(__name__)
 
 #: Largest shift (exposure pixels) of a fit from the catalogued position before it is rejected.
 MAX_SHIFT_PIX = 1.0
@@ -42,11 +49,10 @@ def exposure_psf_photometry(ra, dec, exposures, flux_guess=None, *, background_b
         ``flux``, ``flux_err`` (nJy), ``n_exposures``, ``reduced_chi2`` (of the
         exposures' fluxes about their mean; NaN with fewer than two),
         ``ra``, ``dec`` (deg, inverse-variance mean of the fitted positions).
-        Fluxes are NaN where no exposure gave a good fit.
+        Fluxes are NaN where no exposure gave a good fit. Also ``fallbacks``
+        (list of str): what stood in for a missing piece (an exposure without a
+        PSF model is left out; see :attr:`BandImage.fallbacks`).
     """
-    from romanflow.catalog.products import read_band_image
-    from romanflow.catalog.source_catalog import BandImage, prepare_image
-
     ra = np.asarray(ra, np.float64)
     dec = np.asarray(dec, np.float64)
     n = len(ra)
@@ -54,9 +60,14 @@ def exposure_psf_photometry(ra, dec, exposures, flux_guess=None, *, background_b
     s0, s1, s2 = np.zeros(n), np.zeros(n), np.zeros(n)
     count = np.zeros(n, np.int16)
     pos_w, pos_ra, pos_dec = np.zeros(n), np.zeros(n), np.zeros(n)
+    fallbacks: list[str] = []
     for item in exposures:
         image = item if isinstance(item, BandImage) else read_band_image(item)
+        fallbacks += [f for f in image.fallbacks if f not in fallbacks]
         if image.psf_model is None:
+            name = (image.provenance.get("inputs") or ["(in memory)"])[0] if item is image else str(item)
+            record_fallback(fallbacks, f"{image.band}: exposure {name} has no PSF model and is left out of the "
+                                       "PSF fits on the exposures", _log)
             continue
         prep = prepare_image(image, background_box=background_box, detect_snr=5.0)
         ny, nx = prep.data.shape
@@ -95,4 +106,4 @@ def exposure_psf_photometry(ra, dec, exposures, flux_guess=None, *, background_b
         out_ra = np.where(pos_w > 0, (ra + pos_ra / pos_w) % 360.0, np.nan)
         out_dec = np.where(pos_w > 0, dec + pos_dec / pos_w, np.nan)
     return {"flux": flux, "flux_err": flux_err, "n_exposures": count, "reduced_chi2": chi2,
-            "ra": out_ra, "dec": out_dec}
+            "ra": out_ra, "dec": out_dec, "fallbacks": fallbacks}

@@ -125,7 +125,7 @@ def write_hats(
     from hats.io.skymap import write_skymap
     from hats.pixel_math import HealpixPixel
 
-    from romanflow.catalog.parquet import provenance_metadata, table_to_arrow
+    from romanflow.catalog.parquet import catalog_provenance, provenance_metadata, table_to_arrow
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -136,6 +136,7 @@ def write_hats(
     if len(table) == 0:
         raise RomanflowError(f"cannot write HATS catalog {path}: the table has no rows")
     catalog_name = catalog_name or path.name
+    provenance = catalog_provenance(table, provenance)
 
     from astropy.table import Column
 
@@ -180,7 +181,7 @@ def write_hats(
         skymap = np.bincount(index29 >> (2 * (SPATIAL_INDEX_ORDER - SKYMAP_ORDER)), minlength=12 * 4**SKYMAP_ORDER)
         write_skymap(skymap.astype(np.int64), tmpdir)
 
-        from romanflow import __version__
+        from romanflow.version import __version__
 
         extra = {f"romanflow_{k[len('romanflow.'):]}": v for k, v in provenance_metadata(provenance).items()}
         counts = stops - starts

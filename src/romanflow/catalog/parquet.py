@@ -40,11 +40,21 @@ def _json_default(value):
 
 def provenance_metadata(provenance: dict | None) -> dict[str, str]:
     """Flatten a provenance dictionary into ``romanflow.<key>`` → JSON string."""
-    from romanflow import __version__
+    from romanflow.version import __version__
 
     prov = {"version": __version__}
     prov.update(provenance or {})
     return {f"{PROVENANCE_PREFIX}{k}": json.dumps(v, default=_json_default) for k, v in prov.items()}
+
+
+def catalog_provenance(table, provenance: dict | None) -> dict:
+    """``provenance`` plus the table's own record of substitutes (``table.meta['fallbacks']``, see
+    :func:`romanflow.catalog.source_catalog.make_catalog`), so that every catalog file carries it."""
+    out = dict(provenance or {})
+    fallbacks = (table.meta or {}).get("fallbacks")
+    if fallbacks is not None:
+        out.setdefault("fallbacks", list(fallbacks))
+    return out
 
 
 def read_provenance(schema_or_path) -> dict:
@@ -83,7 +93,8 @@ def table_to_arrow(table, provenance: dict | None = None):
     table : astropy.table.Table or QTable
         Plain columns or Quantity columns (no other mixins).
     provenance : dict, optional
-        Extra provenance, stored as ``romanflow.<key>`` schema metadata.
+        Extra provenance, stored as ``romanflow.<key>`` schema metadata, with the
+        table's ``fallbacks`` (:func:`catalog_provenance`).
     """
     import pyarrow as pa
     from astropy.table import meta as table_meta
@@ -102,7 +113,7 @@ def table_to_arrow(table, provenance: dict | None = None):
         fields.append(pa.field(name, pa.from_numpy_dtype(values.dtype), metadata=field_metadata(source) or None))
         arrays.append(pa.array(values))
     schema_meta = {"table_meta_yaml": yaml_text}
-    schema_meta.update(provenance_metadata(provenance))
+    schema_meta.update(provenance_metadata(catalog_provenance(table, provenance)))
     schema = pa.schema(fields, metadata={k.encode(): v.encode() for k, v in schema_meta.items()})
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -145,5 +156,5 @@ def read_catalog_parquet(path):
         raise InputFileError(path, "no such file")
     try:
         return QTable.read(path, format="parquet")
-    except Exception as exc:
+    except Exception as exc:  # pyarrow/astropy raise many kinds for a file that is not a catalog: name the file
         raise InputFileError(path, f"not a readable Parquet catalog: {str(exc).splitlines()[0][:200]}") from None

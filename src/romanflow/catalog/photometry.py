@@ -1,17 +1,18 @@
-"""Photometry kernels: unit conversion, apertures, PSF fitting, forced PSF fluxes.
+"""Photometry on arrays: unit conversion, apertures, local background, PSF fits, PSF models.
 
 Every function works on plain arrays (data and error in one flux unit per
 pixel, normally nJy) plus pixel positions; nothing reads files or metadata.
+The compiled work is done by kernels: :mod:`romanflow.kernels.annulus` (local
+background) and :mod:`romanflow.kernels.psf_fit` (PSF fits).
 """
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
 
 from romanflow.catalog.schema import AB_ZEROPOINT_NJY
+from romanflow.kernels.annulus import annulus_levels
+from romanflow.kernels.psf_fit import fit_psf_sources
 
 #: One steradian in square arcseconds.
 ARCSEC2_PER_SR = (180.0 / np.pi * 3600.0) ** 2
@@ -131,80 +132,9 @@ def annulus_background(data, x, y, r_in_pix, r_out_pix, mask=None, *, sigma: flo
         Flux per pixel; the error is ``1.253 · std / sqrt(n_pixels)`` of the
         clipped pixels. NaN where the annulus has fewer than 3 usable pixels.
     """
-    x = np.ascontiguousarray(x, np.float64)
-    y = np.ascontiguousarray(y, np.float64)
-    if len(x) == 0:
-        return np.zeros(0), np.zeros(0)
-    bad = ~np.isfinite(data) if mask is None else (~np.isfinite(data) | mask)
-    level = np.full(len(x), np.nan)
-    level_err = np.full(len(x), np.nan)
-    _annulus_kernel(np.ascontiguousarray(data, np.float64), np.ascontiguousarray(bad), x, y, float(r_in_pix),
-                    float(r_out_pix), float(sigma), int(maxiters), level, level_err)
-    return level, level_err
-
-
-@numba.njit(cache=True)
-def _clipped_median(values, sigma, maxiters):
-    """(median, 1.253 · std / sqrt(n)) of values after sigma clipping; NaNs below 3 values.
-
-    Compiled without ``parallel`` so that its sums run in one fixed order: the
-    results do not depend on the number of threads.
-    """
-    v = values.copy()
-    for _ in range(maxiters):
-        if v.shape[0] < 3:
-            break
-        med = np.median(v)
-        mean = 0.0
-        for k in range(v.shape[0]):
-            mean += v[k]
-        mean /= v.shape[0]
-        var = 0.0
-        for k in range(v.shape[0]):
-            var += (v[k] - mean) ** 2
-        std = math.sqrt(var / v.shape[0])
-        kept = 0
-        for k in range(v.shape[0]):
-            if abs(v[k] - med) <= sigma * std:
-                v[kept] = v[k]
-                kept += 1
-        if kept == v.shape[0]:
-            break
-        v = v[:kept]
-    n = v.shape[0]
-    if n < 3:
-        return np.nan, np.nan
-    mean = 0.0
-    for k in range(n):
-        mean += v[k]
-    mean /= n
-    var = 0.0
-    for k in range(n):
-        var += (v[k] - mean) ** 2
-    return np.median(v), 1.2533 * math.sqrt(var / n) / math.sqrt(n)
-
-
-@numba.njit(cache=True, parallel=True)
-def _annulus_kernel(data, bad, xs, ys, r_in, r_out, sigma, maxiters, level, level_err):
-    ny, nx = data.shape
-    r_in2 = r_in * r_in
-    r_out2 = r_out * r_out
-    reach = int(math.ceil(r_out)) + 1
-    for s in numba.prange(xs.shape[0]):
-        x0 = xs[s]
-        y0 = ys[s]
-        if not (math.isfinite(x0) and math.isfinite(y0)):
-            continue
-        values = np.empty((2 * reach + 1) ** 2)
-        n = 0
-        for iy in range(max(int(math.floor(y0)) - reach, 0), min(int(math.floor(y0)) + reach + 1, ny)):
-            dy2 = (iy - y0) ** 2
-            for ix in range(max(int(math.floor(x0)) - reach, 0), min(int(math.floor(x0)) + reach + 1, nx)):
-                r2 = (ix - x0) ** 2 + dy2
-                if r2 >= r_in2 and r2 < r_out2 and not bad[iy, ix]:
-                    values[n] = data[iy, ix]
-                    n += 1
-        level[s], level_err[s] = _clipped_median(values[:n], sigma, maxiters)
+    data = np.asarray(data, np.float64)
+    bad = ~np.isfinite(data) if mask is None else (~np.isfinite(data) | np.asarray(mask, bool))
+    return annulus_levels(data, bad, x, y, r_in_pix, r_out_pix, sigma, maxiters)
 
 
 # ---------------------------------------------------------------------------
@@ -285,11 +215,9 @@ def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 
     Returns
     -------
     dict of ndarray (n,)
-        ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags``
-        (:data:`romanflow.kernels.psf_fit.FIT_FLAGS`).
+        ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags`` (bits of
+        :mod:`romanflow.source_flags`, those of :data:`romanflow.kernels.psf_fit.FIT_FLAGS`).
     """
-    from romanflow.kernels.psf_fit import fit_psf_sources
-
     samples, oversample = sampled_psf(psf_model)
     return fit_psf_sources(data, err, x, y, samples, oversample, flux_guess=flux_guess, weight_err=weight_err,
                            mask=mask, half=int(fit_shape[0]) // 2, free_position=True,
@@ -322,8 +250,6 @@ def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None
     flux, flux_err, reduced_chi2 : ndarray (n,)
         NaN where the box has no usable pixel.
     """
-    from romanflow.kernels.psf_fit import fit_psf_sources
-
     samples, oversample = sampled_psf(psf_model)
     fit = fit_psf_sources(data, err, x, y, samples, oversample, weight_err=weight_err, mask=mask,
                           half=int(fit_shape[0]) // 2, free_position=False, background_scale=background_scale)

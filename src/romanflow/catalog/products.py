@@ -1,27 +1,34 @@
-"""Turn L2 and L3 products (in memory or ASDF files) into :class:`BandImage` inputs."""
+"""Turn L2 and L3 products (in memory or ASDF files) into :class:`BandImage` inputs.
+
+A mosaic's calibrated exposures are the files its ``meta.resample.members``
+names, relative to the mosaic's folder (or absolute). Each member's detector,
+orientation on the mosaic grid and pixel scale come from its own metadata and
+WCS. Whatever cannot be found or read is logged and recorded in the image's
+``fallbacks``, and the catalog carries that record on.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import re
-
+from romanflow.catalog.band_image import BandImage, record_fallback
 from romanflow.catalog.photometry import (
     njy_per_pixel_from_count_rate,
     njy_per_pixel_from_surface_brightness,
     roman_psf_model,
 )
-from romanflow.catalog.source_catalog import BandImage
+from romanflow.catalog.schema import band_token
 from romanflow.errors import InputFileError, RomanflowError
 from romanflow.exposure import get_meta
 from romanflow.geometry import local_pixel_scale
 
+_log = logging.getLogger(__name__)
+
 _SR_PER_ARCSEC2 = (np.pi / 180.0 / 3600.0) ** 2
-
-
-_DETECTOR_IN_NAME = re.compile(r"_(wfi\d\d)_", re.IGNORECASE)
 
 
 def detector_to_image_matrix(detector_wcs, image_wcs, x, y) -> np.ndarray:
@@ -43,49 +50,83 @@ def detector_to_image_matrix(detector_wcs, image_wcs, x, y) -> np.ndarray:
     return matrix / np.sqrt(abs(np.linalg.det(matrix)))
 
 
-def member_paths(path: Path, members) -> list[Path] | None:
-    """The mosaic's member L2 files, looked for beside it (same folder, then ``../registered``,
-    then ``../l2``); None when any is missing."""
-    path = Path(path)
-    found = []
-    for name in members:
-        hit = next((d / name for d in (path.parent, path.parent.parent / "registered", path.parent.parent / "l2")
-                    if (d / name).is_file()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found or None
+def mosaic_members(model) -> list[str]:
+    """The member references an L3 model records (``meta.resample.members``); empty when absent."""
+    try:
+        return [str(m) for m in model.meta.resample.members]
+    except (KeyError, AttributeError):
+        return []
 
 
-def _member_orientations(model, paths):
-    """(detectors, matrices, native pixel scales in arcsec) of the mosaic's member files;
-    None when any is unreadable."""
-    import roman_datamodels as rdm
+def locate_members(mosaic_path, members) -> tuple[list[Path], list[str]]:
+    """(found files, missing references) of a mosaic's members.
 
-    ny, nx = model.data.shape
-    detectors, matrices, scales = [], [], []
-    for found in paths:
-        match = _DETECTOR_IN_NAME.search(found.name)
-        if match is None:
-            return None
+    Each reference is a path relative to the mosaic's folder, or absolute
+    (:func:`romanflow.mosaic.resample.member_references`).
+    """
+    folder = Path(mosaic_path).parent
+    found, missing = [], []
+    for reference in members:
+        candidate = folder / reference  # an absolute reference stays as it is
+        if candidate.is_file():
+            found.append(candidate)
+        else:
+            missing.append(str(reference))
+    return found, missing
+
+
+@dataclass
+class MemberGeometry:
+    """What the PSF model of a mosaic needs from one member exposure."""
+
+    path: Path
+    detector: str | None  # meta.instrument.detector; None when absent
+    detector_to_mosaic: np.ndarray | None  # detector_to_image_matrix; None when unknown
+    native_scale_arcsec: float | None  # local pixel scale at the member's centre
+
+
+def member_geometry(member_path, mosaic_wcs, mosaic_shape) -> MemberGeometry:
+    """Detector, orientation on the mosaic grid and pixel scale of one member file.
+
+    The orientation is taken at the member's centre, or at the mosaic's centre
+    when the member's centre is off the mosaic grid.
+    """
+    from romanflow.formats import open_model
+
+    with open_model(member_path, ("ImageModel",)) as member:
         try:
-            with rdm.open(found) as member:
-                matrices.append(detector_to_image_matrix(member.meta.wcs, model.meta.wcs, nx / 2.0, ny / 2.0))
-                my, mx = (v / 2.0 for v in member.data.shape)
-                scales.append(float(local_pixel_scale(member.meta.wcs, [mx], [my])[0]))
-        except Exception:  # noqa: BLE001 - an unreadable member leaves the orientation unknown
-            return None
-        detectors.append(match.group(1).upper())
-    return (detectors, matrices, scales) if detectors else None
+            detector = str(member.meta.instrument.detector)
+        except (KeyError, AttributeError):
+            detector = None
+        wcs = member.meta.wcs if "wcs" in member.meta else None
+        if wcs is None:
+            return MemberGeometry(Path(member_path), detector, None, None)
+        my, mx = ((v - 1) / 2.0 for v in member.data.shape)
+        scale = float(local_pixel_scale(wcs, [mx], [my])[0])
+        ny, nx = mosaic_shape
+        ra, dec = wcs.pixel_to_world_values(mx, my)
+        x, y = (float(v) for v in mosaic_wcs.world_to_pixel_values(ra, dec))
+        matrix = None
+        for px, py in ((x, y), (nx / 2.0, ny / 2.0)):
+            if not (np.isfinite(px) and np.isfinite(py)):
+                continue
+            try:
+                matrix = detector_to_image_matrix(wcs, mosaic_wcs, px, py)
+                break
+            except RomanflowError:
+                continue
+    return MemberGeometry(Path(member_path), detector, matrix, scale)
 
 
 def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None, native_scales=None):
-    """(model, FWHM arcsec) of the galsim.roman PSF, or (None, None) when the band or detectors are unknown."""
+    """(model, FWHM arcsec, None) of the galsim.roman PSF, or (None, None, why not)."""
     from romanflow.detector import IMAGING_FILTERS, check_filter
 
+    if not detectors:
+        return None, None, "the detector is not known"
     try:
-        if not detectors or check_filter(str(band)) not in IMAGING_FILTERS:
-            return None, None
+        if check_filter(str(band)) not in IMAGING_FILTERS:
+            return None, None, f"{band} is not an imaging filter"
         if detector_to_image is None:
             model, fwhm_pix = roman_psf_model(sorted(set(detectors)), str(band), scale,
                                               drop_size_arcsec=drop_size_arcsec, native_scale_arcsec=native_scales)
@@ -93,9 +134,9 @@ def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None,
             model, fwhm_pix = roman_psf_model(list(detectors), str(band), scale, drop_size_arcsec=drop_size_arcsec,
                                               detector_to_image=list(detector_to_image),
                                               native_scale_arcsec=native_scales)
-    except RomanflowError:
-        return None, None
-    return model, fwhm_pix * scale
+    except RomanflowError as exc:
+        return None, None, str(exc)
+    return model, fwhm_pix * scale, None
 
 
 def _valid(value) -> bool:
@@ -107,6 +148,7 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
 
     The conversion uses ``meta.photometry.conversion_megajanskys`` (MJy/sr per
     DN/s) and ``meta.photometry.pixel_area`` (sr; from the WCS when missing).
+    The PSF model is galsim.roman's for ``meta.instrument.detector``.
     """
     from romanflow import dq as dqbits
 
@@ -121,13 +163,15 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
         area = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0]) ** 2 * _SR_PER_ARCSEC2
     band = get_meta(image.meta, "instrument.optical_element")
     mask = (np.asarray(image.dq) & dqbits.DO_NOT_USE) != 0
-    psf_model = None
+    psf_model, fallbacks = None, []
     if psf_fwhm_arcsec is None:
         scale = float(local_pixel_scale(image.wcs, [nx / 2], [ny / 2])[0])
         detector = get_meta(image.meta, "instrument.detector")
         # an image in detector pixels: the PSF in pixel units, whatever the local sky scale
-        psf_model, psf_fwhm_arcsec = _roman_psf([detector] if _valid(detector) else [], band, scale, None,
-                                                native_scales=scale)
+        psf_model, psf_fwhm_arcsec, problem = _roman_psf([detector] if _valid(detector) else [], band, scale, None,
+                                                         native_scales=scale)
+        if psf_model is None:
+            record_fallback(fallbacks, f"{source}: no Roman PSF model ({problem})", _log)
     return BandImage(
         band=str(band),
         data=np.asarray(image.data, np.float32),
@@ -140,6 +184,7 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
         psf_model=psf_model,
         provenance={"inputs": [get_meta(image.meta, "filename", source)],
                     "reference_files": _ref_files(image.meta)},
+        fallbacks=fallbacks,
     )
 
 
@@ -154,16 +199,26 @@ def _ref_files(meta) -> dict:
     return out
 
 
-def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic",
-                           member_orientations=None) -> BandImage:
+def _pixfrac(model):
+    """``meta.resample.pixfrac``, or None when absent."""
+    try:
+        value = model.meta.resample.pixfrac
+    except (KeyError, AttributeError):
+        return None
+    return float(value) if _valid(value) and 0 < float(value) <= 1 else None
+
+
+def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic", members=None) -> BandImage:
     """A :class:`BandImage` from an L3 ``MosaicModel`` (MJy/sr), open or in memory.
 
-    ``member_orientations``: ``(detectors, matrices, native_scales)``, the
-    detector of each member, its orientation on the mosaic grid
-    (:func:`detector_to_image_matrix`) and its local pixel scale (arcsec); the
-    PSF model is then built in the mosaic's axes. Without it the PSF is
-    modelled in detector axes at the nominal pixel scale.
+    ``members``: :class:`MemberGeometry` of the member exposures found. The PSF
+    model is built in the mosaic's axes from their detectors and orientations;
+    in detector axes when an orientation is unknown; a Gaussian (estimated
+    FWHM) when no detector is known. Each substitute is recorded in the
+    image's ``fallbacks``.
     """
+    from romanflow.detector import PIXEL_SCALE
+
     wcs = model.meta.wcs if "wcs" in model.meta else None
     if wcs is None:
         raise RomanflowError(f"{source}: the mosaic has no WCS (meta.wcs)")
@@ -176,26 +231,34 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
     if weight is not None:
         mask |= weight <= 0
     band = model.meta.instrument.optical_element
-    members = []
-    try:
-        members = [str(m) for m in model.meta.resample.members]
-    except Exception:  # noqa: BLE001 - optional metadata
-        pass
-    psf_model = None
+    psf_model, fallbacks = None, []
     if psf_fwhm_arcsec is None:
-        from romanflow.detector import PIXEL_SCALE
-
-        try:
-            pixfrac = float(model.meta.resample.pixfrac)
-        except Exception:  # noqa: BLE001 - optional metadata
+        members = list(members or [])
+        pixfrac = _pixfrac(model)
+        if pixfrac is None:
             pixfrac = 1.0
-        if member_orientations is not None:
-            detectors, matrices, native_scales = member_orientations
-        else:
-            detectors = [m.group(1).upper() for m in map(_DETECTOR_IN_NAME.search, members) if m]
-            matrices, native_scales = None, None
-        psf_model, psf_fwhm_arcsec = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac, matrices,
-                                                native_scales)
+            record_fallback(fallbacks, f"{source}: meta.resample.pixfrac absent; the PSF model assumes pixfrac 1", _log)
+        no_detector = [str(m.path) for m in members if m.detector is None]
+        if no_detector:
+            record_fallback(fallbacks, f"{source}: no meta.instrument.detector in {', '.join(no_detector)}; "
+                                       "the PSF model leaves them out", _log)
+        known = [m for m in members if m.detector is not None]
+        detectors = [m.detector for m in known]
+        matrices = [m.detector_to_mosaic for m in known]
+        scales = [m.native_scale_arcsec for m in known]
+        if any(m is None for m in matrices):
+            unknown = [str(m.path) for m in known if m.detector_to_mosaic is None]
+            record_fallback(fallbacks, f"{source}: orientation on the mosaic unknown for {', '.join(unknown)}; "
+                                       "the PSF model is in detector axes", _log)
+            matrices = None
+        if any(s is None for s in scales):
+            scales = None
+        elif matrices is None and scales:
+            scales = float(np.median(scales))  # one model per detector: one scale for all
+        psf_model, psf_fwhm_arcsec, problem = _roman_psf(detectors, band, scale, PIXEL_SCALE * pixfrac, matrices,
+                                                         scales)
+        if psf_model is None:
+            record_fallback(fallbacks, f"{source}: no Roman PSF model ({problem})", _log)
     return BandImage(
         band=str(band),
         data=data,
@@ -205,12 +268,18 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
         mask=mask,
         psf_fwhm_arcsec=psf_fwhm_arcsec,
         psf_model=psf_model,
-        provenance={"inputs": [str(model.meta.filename)], "members": members},
+        provenance={"inputs": [str(model.meta.filename)], "members": mosaic_members(model)},
+        fallbacks=fallbacks,
     )
 
 
 def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
-    """Read an L2 ``ImageModel`` or L3 ``MosaicModel`` ASDF file as a :class:`BandImage`."""
+    """Read an L2 ``ImageModel`` or L3 ``MosaicModel`` ASDF file as a :class:`BandImage`.
+
+    A mosaic's member exposures (``meta.resample.members``) become the image's
+    ``exposures``; each one not found or not readable is logged as a warning
+    and recorded in its ``fallbacks``.
+    """
     from romanflow.formats import open_model, read_l2
 
     path = Path(path)
@@ -223,19 +292,36 @@ def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
     with model:
-        orientations = None
-        try:
-            members = [str(m) for m in model.meta.resample.members]
-        except Exception:  # noqa: BLE001 - optional metadata
-            members = []
-        exposures = member_paths(path, members) or []
-        if psf_fwhm_arcsec is None and exposures:
-            orientations = _member_orientations(model, exposures)
+        members = mosaic_members(model)
+        found, missing = locate_members(path, members)
+        fallbacks = []
+        for reference in missing:
+            record_fallback(fallbacks, f"{path}: member exposure {reference} not found (looked for "
+                                       f"{path.parent / reference}); psf_exp_{_band_token_of(model)} comes from "
+                                       f"the other {len(found)} of {len(members)} exposures", _log)
+        wcs = model.meta.wcs if "wcs" in model.meta else None
+        geometries = []
+        if psf_fwhm_arcsec is None and wcs is not None:
+            for member in found:
+                try:
+                    geometries.append(member_geometry(member, wcs, model.data.shape))
+                except InputFileError as exc:
+                    record_fallback(fallbacks, f"{path}: member exposure unreadable ({exc}); it is left out", _log)
+            found = [g.path for g in geometries]
         try:
             image = band_image_from_mosaic(model, psf_fwhm_arcsec=psf_fwhm_arcsec, source=str(path),
-                                           member_orientations=orientations)
+                                           members=geometries)
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
         image.provenance["inputs"] = [path.name]
-        image.exposures = exposures
+        image.exposures = found
+        image.fallbacks = fallbacks + [f for f in image.fallbacks if f not in fallbacks]
     return image
+
+
+def _band_token_of(model) -> str:
+    """Column-name token of a product's filter (``f158``), for messages."""
+    try:
+        return band_token(str(model.meta.instrument.optical_element))
+    except (KeyError, AttributeError):
+        return "<band>"

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from romanflow.errors import RomanflowError
+from romanflow.kernels.psf_fit import FIT_FLAGS
+from romanflow.source_flags import REGISTRY, SOURCE_FLAGS, legend
 
 #: Aperture radii of the circular-aperture photometry (arcsec).
 APERTURE_RADII_ARCSEC = (0.1, 0.2, 0.4, 0.8, 1.6)
@@ -37,14 +39,16 @@ AB_ZEROPOINT_NJY = 31.4
 
 CATALOG_KINDS = ("detector", "skycell", "multiband", "forced")
 
-#: Bits of ``warning_flags``.
-WARNING_FLAGS = {
-    "EDGE": 1,  # the largest aperture leaves the image or enters masked pixels
-    "BLENDED": 2,  # the segment came from deblending a larger one
-    "SATURATED": 4,  # a pixel of the segment is flagged saturated
-    "PSF_FIT_FAILED": 8,  # the PSF fit did not converge or was rejected
-    "LOW_SNR_KRON": 16,  # Kron flux has S/N below 1; its magnitude is NaN
-}
+#: The :mod:`romanflow.source_flags` bits of ``warning_flags``, name -> value: EDGE (the largest aperture
+#: leaves the image or enters masked pixels), BLENDED (the segment came from deblending a larger one),
+#: SATURATED (a pixel of the segment is flagged saturated), PSF_FIT_FAILED (the PSF fit failed or was
+#: rejected), LOW_SNR_KRON (Kron flux below 1 sigma).
+WARNING_FLAGS = {name: SOURCE_FLAGS[name] for name in ("EDGE", "BLENDED", "SATURATED", "PSF_FIT_FAILED",
+                                                         "LOW_SNR_KRON")}
+#: The bits of ``warning_flags`` in forced photometry.
+FORCED_WARNING_FLAGS = {name: SOURCE_FLAGS[name] for name in ("EDGE",)}
+#: The bits of ``psf_flags_<band>``: those of a PSF fit.
+PSF_FLAGS = {name: SOURCE_FLAGS[name] for name in FIT_FLAGS}
 
 
 class CatalogSchemaError(RomanflowError):
@@ -160,7 +164,7 @@ PHOTOMETRY = [
     _c("psf_<band>_flux", "float32", "nJy", "<band> total flux from the PSF fit", "phot.flux"),
     _c("psf_<band>_flux_err", "float32", "nJy", "Uncertainty in psf_<band>_flux", "stat.error;phot.flux"),
     _c("psf_gof_<band>", "float32", None, "<band> PSF goodness of fit: reduced chi-square of the fit residuals", "stat.fit.goodness"),
-    _c("psf_flags_<band>", "int32", None, "<band> PSF fit flags: 1 box incomplete, 2 position left the box, 4 not converged, 8 no fit (0 = good)", "meta.code.qual"),
+    _c("psf_flags_<band>", "int32", None, "<band> PSF fit flags (0 = good): " + legend(PSF_FLAGS), "meta.code.qual"),
     _c("fluxfrac_radius_50_<band>", "float32", "arcsec", "<band> radius of the circle enclosing half the Kron flux", "phys.angSize"),
     _c("is_extended_<band>", "bool", None, "True if the <band> light profile is significantly broader than the PSF", "src.class.starGalaxy"),
 ]
@@ -177,7 +181,7 @@ EXPOSURE_PSF = [
 FLAGS = [
     _c("nn_label", "int32", None, "Label of the nearest neighbour in this catalog", "meta.id.cross"),
     _c("nn_distance", "float32", "arcsec", "Distance to the nearest neighbour in this catalog", "pos.angDistance"),
-    _c("warning_flags", "int32", None, "Warning bits: 1 edge, 2 blended, 4 saturated, 8 PSF fit failed, 16 low-S/N Kron (0 = good)", "meta.code"),
+    _c("warning_flags", "int32", None, "Warning flags (0 = good): " + legend(WARNING_FLAGS), "meta.code"),
 ]
 
 IMAGE_FLAGS = [
@@ -201,7 +205,7 @@ FORCED_PHOTOMETRY = [
 ]
 
 FORCED_FLAGS = [
-    _c("warning_flags", "int32", None, "Warning bits: 1 edge (0 = good)", "meta.code"),
+    _c("warning_flags", "int32", None, "Warning flags (0 = good): " + legend(FORCED_WARNING_FLAGS), "meta.code"),
 ]
 
 _TEMPLATES = {
@@ -368,9 +372,13 @@ def columns_markdown() -> str:
         "`<band>` is the lower-case filter name (e.g. `f158`); `<radius>` is an aperture radius in tenths",
         "of an arcsecond, one of " + ", ".join(f"`{radius_token(r)}`" for r in APERTURE_RADII_ARCSEC) + ".",
         "",
-        "Warning bits (`warning_flags`): "
-        + ", ".join(f"{bit} = {name}" for name, bit in WARNING_FLAGS.items())
-        + ".",
+        "Flag columns (`warning_flags`, `psf_flags_<band>`) hold bits of one registry,",
+        "`romanflow.source_flags` (`romanflow.source_flags.decode(value)` names the bits of a value);",
+        "each column's description lists the bits it may set.",
+        "",
+        "| bit | name | meaning |",
+        "|---|---|---|",
+        *(f"| {flag.value} | `{flag.name}` | {flag.description} |" for flag in REGISTRY),
         "",
         "Parquet files carry each column's unit, description and UCD twice: in the Arrow field metadata",
         "(`unit`, `description`, `ucd`; read by pyarrow, pandas and LSDB users) and in the astropy",

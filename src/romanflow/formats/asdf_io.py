@@ -86,7 +86,7 @@ def open_model(path, expected: str | tuple[str, ...] | None = None):
             # a renamed file is legitimate: its meta.filename is simply updated in memory
             warnings.filterwarnings("ignore", message=".*does not match filename.*")
             model = rdm.open(path)
-    except Exception as exc:  # asdf/yaml/validation errors carry long messages
+    except Exception as exc:  # asdf/yaml/schema validation raise many kinds for a bad file: name the file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputFileError(path, f"not a readable Roman ASDF product (truncated or corrupt?): {first[:200]}") from None
     if expected is not None:
@@ -101,7 +101,7 @@ def open_model(path, expected: str | tuple[str, ...] | None = None):
 def _load_array(path, model, name, dtype=None):
     try:
         arr = np.asarray(getattr(model, name))
-    except Exception as exc:
+    except Exception as exc:  # asdf/numpy raise many kinds for a truncated block: name the file
         raise InputFileError(path, f"array '{name}' cannot be read (truncated file?): {exc}") from None
     return arr.astype(dtype, copy=False) if dtype is not None else arr
 
@@ -177,7 +177,7 @@ def read_l1(path) -> RampExposure:
 
 
 def _version() -> str:
-    from romanflow import __version__
+    from romanflow.version import __version__
 
     return __version__
 

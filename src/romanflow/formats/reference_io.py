@@ -260,7 +260,7 @@ def read_reference(path, reftype: str) -> ReferenceData:
                 continue
             try:
                 array = np.array(getattr(model, name))
-            except Exception as exc:
+            except Exception as exc:  # asdf/numpy raise many kinds for a truncated block: name the file
                 raise InputFileError(path, f"array '{name}' cannot be read (truncated file?): {exc}") from None
             if array.ndim != ndim:
                 raise InputFileError(path, f"array '{name}' has shape {array.shape}: expected {ndim}-D")
@@ -270,7 +270,7 @@ def read_reference(path, reftype: str) -> ReferenceData:
                 raise InputFileError(path, f"{spec.model} has no '{name}'")
             try:
                 content[name] = _plain_object(getattr(model, name))
-            except Exception as exc:
+            except Exception as exc:  # asdf/astropy raise many kinds for a damaged object: name the file
                 raise InputFileError(path, f"'{name}' cannot be read (truncated file?): {exc}") from None
     shapes = {a.shape[-2:] for a in content.values() if isinstance(a, np.ndarray)}
     if len(shapes) > 1:

@@ -41,7 +41,6 @@ import numpy as np
 import scipy.fft
 
 from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, PAD_CYCLES_PER_ROW
-from romanflow.errors import RomanflowError
 
 #: Samples per row of one channel's time series: pixels then pad cycles.
 ROW_PERIOD = CHANNEL_WIDTH + PAD_CYCLES_PER_ROW
@@ -56,7 +55,7 @@ def one_over_f_spectrum(n_samples: int) -> np.ndarray:
     ``S[0] + 2·Σ S[1:-1] + S[-1] = 1`` (``n_samples`` even).
     """
     if n_samples < 4 or n_samples % 2:
-        raise RomanflowError(f"time series length {n_samples} must be an even number >= 4")
+        raise ValueError(f"time series length {n_samples} must be an even number >= 4")
     n_freq = n_samples // 2 + 1
     k = np.arange(n_freq, dtype=np.float64)
     k[0] = 1.0
@@ -104,10 +103,10 @@ def correlated_noise_resultants(shape, n_reads_per_resultant, params, rng: np.ra
     """
     ny, nx = (int(s) for s in shape)
     if nx <= 0 or nx % CHANNEL_WIDTH or ny < 2:
-        raise RomanflowError(f"frame shape {shape} not supported: width must be a multiple of {CHANNEL_WIDTH}")
+        raise ValueError(f"frame shape {shape} not supported: width must be a multiple of {CHANNEL_WIDTH}")
     n_reads = np.asarray(n_reads_per_resultant, dtype=np.float64).ravel()
     if n_reads.size == 0 or np.any(n_reads < 1):
-        raise RomanflowError("every resultant needs at least one read")
+        raise ValueError("every resultant needs at least one read")
     workers = workers or os.cpu_count() or 1
     n_channels = nx // CHANNEL_WIDTH
     n_series = n_channels + 1  # science channels then amp33

@@ -26,7 +26,6 @@ from numba import prange
 
 from romanflow import dq
 from romanflow.detector import ReadPattern
-from romanflow.errors import RomanflowError
 
 
 @numba.njit(cache=True, parallel=True)
@@ -118,25 +117,25 @@ def correct_linearity(resultants, coeffs, groupdq=None, *, read_pattern: ReadPat
     """
     resultants = np.asarray(resultants)
     if resultants.ndim != 3:
-        raise RomanflowError(f"resultants must be 3-D (n_resultants, ny, nx), got shape {resultants.shape}")
+        raise ValueError(f"resultants must be 3-D (n_resultants, ny, nx), got shape {resultants.shape}")
     n, ny, nx = resultants.shape
     coeffs = np.ascontiguousarray(coeffs, dtype=np.float32)
     if coeffs.ndim != 3 or coeffs.shape[1:] != (ny, nx) or coeffs.shape[0] < 1:
-        raise RomanflowError(f"linearity coefficients of shape {coeffs.shape} do not match resultants {resultants.shape}")
+        raise ValueError(f"linearity coefficients of shape {coeffs.shape} do not match resultants {resultants.shape}")
     if groupdq is None:
         groupdq = np.zeros((1, 1, 1), np.uint8)
         groupdq = np.broadcast_to(groupdq, resultants.shape)
     groupdq = np.ascontiguousarray(groupdq, dtype=np.uint8)
     if inplace:
         if resultants.dtype != np.float32 or not resultants.flags.c_contiguous:
-            raise RomanflowError("in-place linearity correction needs a C-contiguous float32 resultant array")
+            raise TypeError("in-place linearity correction needs a C-contiguous float32 resultant array")
         out = resultants
     else:
         resultants = np.ascontiguousarray(resultants, dtype=np.float32)
         out = np.empty_like(resultants)
     if read_pattern is not None:
         if read_pattern.n_resultants != n:
-            raise RomanflowError(
+            raise ValueError(
                 f"resultants have {n} planes but the read pattern describes {read_pattern.n_resultants} resultants")
         mean_reads = np.array([np.mean(r) for r in read_pattern.read_pattern], dtype=np.float64)
         var_reads = np.array([np.var(r) for r in read_pattern.read_pattern], dtype=np.float64)

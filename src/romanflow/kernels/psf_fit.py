@@ -1,16 +1,47 @@
-"""PSF fitting of many sources: flux, or flux and position, in a box around each.
+"""PSF fitting of many point sources: flux, or flux and position, in a box around each.
 
-Pure kernel: an image, its total error, the error that weights the fit, a
-mask, starting positions and an effective PSF sampled ``oversample`` times per
-pixel go in; fitted parameters, errors, reduced chi-square and flag bits come
-out. The PSF is interpolated with the Keys cubic kernel (a = -1/2), which has
-continuous derivatives, so the position fit converges by Gauss-Newton.
+One kernel serves point-source detection for registration
+(:mod:`romanflow.astrometry.detect`) and catalog photometry
+(:mod:`romanflow.catalog.photometry`): an image, its total error, the error
+that weights the fit, a mask, starting positions and an oversampled effective
+PSF (:mod:`romanflow.kernels.epsf`, Keys cubic interpolation) go in; fluxes,
+positions, their errors, a reduced chi-square and flag bits come out.
 
-Weights and errors are separate: the fit uses ``w = 1 / weight_err²``
-(normally the background's error alone, whose weights do not follow the
-source's own noisy signal), and the covariance of the parameters is the
-sandwich ``(JᵀWJ)⁻¹ JᵀWΣWJ (JᵀWJ)⁻¹`` with Σ the total variance, whose
-background share is multiplied by ``background_scale²`` (noise correlation).
+The fit
+-------
+The model of a source in its box of ``(2·half + 1)²`` pixels, centred on the
+pixel nearest the starting position, is ``f · P(x_pix - x, y_pix - y)`` with
+``P`` the effective PSF (fraction of flux per pixel). Fluxes are the total
+flux of the effective PSF, wings beyond the box included. With a free
+position, ``(f, x, y)`` minimise the weighted sum of squares by Gauss-Newton
+(steps of at most :data:`STEP_LIMIT` pixels, until the position moves less
+than :data:`TOLERANCE`); with a fixed position the flux is one linear step.
+
+Neighbours
+----------
+Independent fits (the default, run in parallel over sources) see the image
+as it is. With ``subtract_neighbours``, the sources are fitted one after the
+other, in the order given (brightest first is best), each on the image minus
+the current models of all the others, over ``passes`` passes: blends
+converge as their neighbours' models improve.
+
+Error model
+-----------
+The fit weights each pixel by ``w = 1 / weight_err²`` and the errors
+propagate the total variance ``Σ = err²`` through the sandwich covariance
+``C = (JᵀWJ)⁻¹ JᵀWΣWJ (JᵀWJ)⁻¹`` (``J`` the Jacobian of the model in the
+parameters, at the solution). With ``weight_err = err`` this is the usual
+``(JᵀWJ)⁻¹``. Passing the background-only error as ``weight_err`` keeps the
+weights from following each pixel's own noisy signal (which biases bright
+fluxes low) while the errors stay those of the actual data. The background's
+share of each pixel's variance, ``min(err², weight_err²)``, is multiplied by
+``background_scale²`` (noise correlation between pixels). The reduced
+chi-square is ``Σ r² / err² / (n_pixels - n_parameters)``.
+
+Flags are bits of :mod:`romanflow.source_flags`: ``EDGE`` (part of the box is
+off the image or masked), ``PSF_FIT_FAILED`` (too few usable pixels or
+singular normal equations: the values are NaN), ``LEFT_BOX`` (the position
+moved more than ``max_shift`` from the box centre), ``NOT_CONVERGED``.
 """
 
 from __future__ import annotations
@@ -21,248 +52,339 @@ import numba
 import numpy as np
 from numba import prange
 
-#: Flag bits of a fit.
-FIT_FLAGS = {
-    "BOX_INCOMPLETE": 1,  # part of the fit box is off the image or masked
-    "LEFT_BOX": 2,  # the fitted position left the fit box
-    "NOT_CONVERGED": 4,  # the position had not settled after the last iteration
-    "NO_DATA": 8,  # too few usable pixels, or a singular fit
-}
+from romanflow.kernels.epsf import add_point_source, check_epsf, epsf_value, epsf_value_and_gradient
+from romanflow.source_flags import EDGE, LEFT_BOX, NOT_CONVERGED, PSF_FIT_FAILED
 
-MAX_ITER = 30
-STEP_LIMIT = 0.5  #: largest position change per iteration (pixels)
-TOLERANCE = 1e-4  #: convergence of the position (pixels)
+__all__ = ["FIT_FLAGS", "fit_psf_sources", "MAX_ITER", "STEP_LIMIT", "TOLERANCE"]
 
+#: Names of the :mod:`romanflow.source_flags` bits a fit sets.
+FIT_FLAGS = ("EDGE", "PSF_FIT_FAILED", "LEFT_BOX", "NOT_CONVERGED")
 
-@numba.njit(cache=True, inline="always")
-def _keys(t):
-    """Keys cubic convolution weights and their derivatives for fractional offset t in [0, 1)."""
-    a = -0.5
-    w0 = a * (t + 1) ** 3 - 5 * a * (t + 1) ** 2 + 8 * a * (t + 1) - 4 * a
-    w1 = (a + 2) * t**3 - (a + 3) * t**2 + 1
-    u = 1 - t
-    w2 = (a + 2) * u**3 - (a + 3) * u**2 + 1
-    w3 = 1.0 - w0 - w1 - w2
-    d0 = 3 * a * (t + 1) ** 2 - 10 * a * (t + 1) + 8 * a
-    d1 = 3 * (a + 2) * t**2 - 2 * (a + 3) * t
-    d2 = -(3 * (a + 2) * u**2 - 2 * (a + 3) * u)
-    d3 = -(d0 + d1 + d2)
-    return w0, w1, w2, w3, d0, d1, d2, d3
-
-
-@numba.njit(cache=True)
-def _psf_value(epsf, c, oversample, dx, dy):
-    """Unit-flux PSF at offset (dx, dy) pixels from the source, and its derivatives in dx, dy."""
-    n = epsf.shape[0]
-    u = c + dx * oversample
-    v = c + dy * oversample
-    iu = int(math.floor(u))
-    iv = int(math.floor(v))
-    if iu < 1 or iv < 1 or iu + 2 >= n or iv + 2 >= n:
-        return 0.0, 0.0, 0.0
-    wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3 = _keys(u - iu)
-    wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3 = _keys(v - iv)
-    wx = (wx0, wx1, wx2, wx3)
-    dxs = (dx0, dx1, dx2, dx3)
-    wy = (wy0, wy1, wy2, wy3)
-    dys = (dy0, dy1, dy2, dy3)
-    val = 0.0
-    gx = 0.0
-    gy = 0.0
-    for j in range(4):
-        rowv = 0.0
-        rowd = 0.0
-        for i in range(4):
-            s = epsf[iv - 1 + j, iu - 1 + i]
-            rowv += wx[i] * s
-            rowd += dxs[i] * s
-        val += wy[j] * rowv
-        gx += wy[j] * rowd
-        gy += dys[j] * rowv
-    return val, gx * oversample, gy * oversample
+MAX_ITER = 30  #: largest number of Gauss-Newton iterations of one fit
+STEP_LIMIT = 0.5  #: largest position change per iteration along either axis (pixels)
+TOLERANCE = 1e-4  #: a fit has converged when its position changes less than this along both axes (pixels)
 
 
 @numba.njit(cache=True, inline="always")
-def _jacobian_row(epsf, c, oversample, dx, dy, f, free, row):
+def _spd_factor(h, npar):
+    """Cholesky factor (lower, in place) of a symmetric positive-definite npar × npar matrix; False if not."""
+    for j in range(npar):
+        d = h[j, j]
+        for k in range(j):
+            d -= h[j, k] * h[j, k]
+        if not (d > 0.0) or not math.isfinite(d):
+            return False
+        d = math.sqrt(d)
+        h[j, j] = d
+        for i in range(j + 1, npar):
+            s = h[i, j]
+            for k in range(j):
+                s -= h[i, k] * h[j, k]
+            h[i, j] = s / d
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def _spd_solve(lower, b, npar):
+    """Solve L Lᵀ z = b in place with the factor of :func:`_spd_factor`."""
+    for i in range(npar):
+        s = b[i]
+        for k in range(i):
+            s -= lower[i, k] * b[k]
+        b[i] = s / lower[i, i]
+    for i in range(npar - 1, -1, -1):
+        s = b[i]
+        for k in range(i + 1, npar):
+            s -= lower[k, i] * b[k]
+        b[i] = s / lower[i, i]
+
+
+@numba.njit(cache=True, inline="always")
+def _jacobian_row(epsf, oversample, dx, dy, f, free, row):
     """Fill ``row`` with the model's derivatives in (flux[, x, y]) at one pixel; return the unit PSF there."""
-    p, gx, gy = _psf_value(epsf, c, oversample, dx, dy)
-    row[0] = p
     if free:
+        p, gx, gy = epsf_value_and_gradient(epsf, oversample, dx, dy)
         row[1] = -f * gx
         row[2] = -f * gy
+    else:
+        p = epsf_value(epsf, oversample, dx, dy)
+    row[0] = p
     return p
 
 
-@numba.njit(cache=True, inline="always")
-def _add_outer(matrix, row, weight):
-    """matrix += weight · row rowᵀ."""
-    n = matrix.shape[0]
-    for i in range(n):
-        for j in range(n):
-            matrix[i, j] += weight * row[i] * row[j]
+@numba.njit(cache=True)
+def _usable_box(bad, cx, cy, half, px, py):
+    """Collect the usable pixels of the box around (cx, cy) into px, py; return their number."""
+    ny, nx = bad.shape
+    m = 0
+    for j in range(-half, half + 1):
+        for i in range(-half, half + 1):
+            xx = cx + i
+            yy = cy + j
+            if xx < 0 or yy < 0 or xx >= nx or yy >= ny or bad[yy, xx]:
+                continue
+            px[m] = xx
+            py[m] = yy
+            m += 1
+    return m
+
+
+@numba.njit(cache=True)
+def _linear_flux(image, wvar, epsf, oversample, px, py, m, x, y):
+    """Weighted least-squares flux at a fixed position (NaN if the PSF has no weight in the box)."""
+    num = 0.0
+    den = 0.0
+    for k in range(m):
+        p = epsf_value(epsf, oversample, px[k] - x, py[k] - y)
+        w = 1.0 / wvar[py[k], px[k]]
+        num += w * p * image[py[k], px[k]]
+        den += w * p * p
+    return num / den if den > 0.0 else np.nan
+
+
+@numba.njit(cache=True)
+def _fit_one(image, var, wvar, bad, x_start, y_start, f_start, x_box, y_box, epsf, oversample, half, free,
+             max_shift, bscale2, px, py):
+    """Fit one source; return (flux, x, y, flux_err, x_err, y_err, reduced chi2, flags).
+
+    The box is centred on the pixel nearest (x_box, y_box); the iteration
+    starts at (x_start, y_start, f_start), a non-finite or non-positive
+    f_start meaning the linear flux at the starting position.
+    """
+    nan = np.nan
+    flags = 0
+    if not (math.isfinite(x_start) and math.isfinite(y_start) and math.isfinite(x_box) and math.isfinite(y_box)):
+        return nan, nan, nan, nan, nan, nan, nan, PSF_FIT_FAILED
+    cx = int(math.floor(x_box + 0.5))
+    cy = int(math.floor(y_box + 0.5))
+    m = _usable_box(bad, cx, cy, half, px, py)
+    if m < (2 * half + 1) ** 2:
+        flags |= EDGE
+    npar = 3 if free else 1
+    if m <= npar:
+        return nan, nan, nan, nan, nan, nan, nan, flags | PSF_FIT_FAILED
+    x = x_start
+    y = y_start
+    if not free:
+        f = 0.0  # a fixed position is one linear step from zero flux
+    elif math.isfinite(f_start) and f_start > 0.0:
+        f = f_start
+    else:
+        f = _linear_flux(image, wvar, epsf, oversample, px, py, m, x, y)
+        if not math.isfinite(f):
+            return nan, nan, nan, nan, nan, nan, nan, flags | PSF_FIT_FAILED
+    row = np.zeros(npar)
+    hmat = np.zeros((npar, npar))
+    rhs = np.zeros(npar)
+    converged = not free
+    for it in range(MAX_ITER if free else 1):
+        # normal equations of the weighted least squares at the current parameters
+        hmat[:, :] = 0.0
+        rhs[:] = 0.0
+        for k in range(m):
+            p = _jacobian_row(epsf, oversample, px[k] - x, py[k] - y, f, free, row)
+            w = 1.0 / wvar[py[k], px[k]]
+            r = image[py[k], px[k]] - f * p
+            for i in range(npar):
+                rhs[i] += w * row[i] * r
+                for j in range(i + 1):
+                    hmat[i, j] += w * row[i] * row[j]
+        if not _spd_factor(hmat, npar):
+            return nan, nan, nan, nan, nan, nan, nan, flags | PSF_FIT_FAILED
+        _spd_solve(hmat, rhs, npar)
+        if not free:
+            f += rhs[0]
+            break
+        move = max(abs(rhs[1]), abs(rhs[2]))
+        scale = STEP_LIMIT / move if move > STEP_LIMIT else 1.0
+        f += rhs[0] * scale
+        x += rhs[1] * scale
+        y += rhs[2] * scale
+        if abs(x - cx) > max_shift or abs(y - cy) > max_shift:
+            flags |= LEFT_BOX
+            break
+        if move < TOLERANCE:
+            converged = True
+            break
+    if not converged and (flags & LEFT_BOX) == 0:
+        flags |= NOT_CONVERGED
+    # sandwich covariance and chi-square at the solution
+    hmat[:, :] = 0.0
+    meat = np.zeros((npar, npar))
+    c2 = 0.0
+    for k in range(m):
+        p = _jacobian_row(epsf, oversample, px[k] - x, py[k] - y, f, free, row)
+        vb = wvar[py[k], px[k]]
+        vt = var[py[k], px[k]]
+        # the background's share of the variance carries its correlation
+        vs = vt + (bscale2 - 1.0) * min(vt, vb)
+        for i in range(npar):
+            for j in range(i + 1):
+                hmat[i, j] += row[i] * row[j] / vb
+                meat[i, j] += row[i] * row[j] * vs / (vb * vb)
+        r = image[py[k], px[k]] - f * p
+        c2 += r * r / vt
+    chi2 = c2 / (m - npar)
+    if not _spd_factor(hmat, npar):
+        return nan, nan, nan, nan, nan, nan, nan, flags | PSF_FIT_FAILED
+    # bread = H⁻¹, column by column from the factor
+    bread = np.zeros((npar, npar))
+    for j in range(npar):
+        col = np.zeros(npar)
+        col[j] = 1.0
+        _spd_solve(hmat, col, npar)
+        bread[:, j] = col
+    for i in range(npar):
+        for j in range(i):
+            meat[j, i] = meat[i, j]
+    cov = bread @ meat @ bread
+    flux_err = math.sqrt(max(cov[0, 0], 0.0))
+    x_err = math.sqrt(max(cov[1, 1], 0.0)) if free else nan
+    y_err = math.sqrt(max(cov[2, 2], 0.0)) if free else nan
+    return f, x, y, flux_err, x_err, y_err, chi2, flags
 
 
 @numba.njit(cache=True, parallel=True)
-def _fit_kernel(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, bscale2,
-                flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
-    ny, nx = data.shape
-    c = (epsf.shape[0] - 1) / 2.0
+def _fit_independent(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, max_shift, bscale2,
+                     flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
     nbox = (2 * half + 1) ** 2
-    npar = 3 if free else 1
     for s in prange(x0.shape[0]):
-        flags[s] = 0
-        if not (math.isfinite(x0[s]) and math.isfinite(y0[s])):
-            flags[s] = 8
-            continue
-        cx = int(math.floor(x0[s] + 0.5))
-        cy = int(math.floor(y0[s] + 0.5))
-        # usable pixels of the box around the starting position
         px = np.empty(nbox, np.int64)
         py = np.empty(nbox, np.int64)
-        m = 0
-        for j in range(-half, half + 1):
-            for i in range(-half, half + 1):
-                xx = cx + i
-                yy = cy + j
-                if xx < 0 or yy < 0 or xx >= nx or yy >= ny or bad[yy, xx]:
-                    continue
-                px[m] = xx
-                py[m] = yy
-                m += 1
-        if m < nbox:
-            flags[s] |= 1
-        if m <= npar:
-            flags[s] |= 8
-            continue
-        x = x0[s]
-        y = y0[s]
-        # a fixed position is one linear step from zero flux
-        f = (f0[s] if (math.isfinite(f0[s]) and f0[s] > 0) else 1.0) if free else 0.0
-        row = np.zeros(npar)
-        ok = True
-        converged = not free
-        for it in range(MAX_ITER if free else 1):
-            # normal equations of the weighted least squares at the current parameters
-            hmat = np.zeros((npar, npar))
-            rhs = np.zeros(npar)
-            for k in range(m):
-                p = _jacobian_row(epsf, c, oversample, px[k] - x, py[k] - y, f, free, row)
-                w = 1.0 / wvar[py[k], px[k]]
-                _add_outer(hmat, row, w)
-                r = data[py[k], px[k]] - f * p
-                for i in range(npar):
-                    rhs[i] += w * row[i] * r
-            det = np.linalg.det(hmat)
-            if not (det > 0) or not math.isfinite(det):
-                ok = False
-                break
-            step = np.linalg.solve(hmat, rhs)
-            if not free:
-                f += step[0]
-                break
-            move = max(abs(step[1]), abs(step[2]))
-            if move > STEP_LIMIT:
-                step *= STEP_LIMIT / move
-            f += step[0]
-            x += step[1]
-            y += step[2]
-            if abs(x - cx) > half + 0.5 or abs(y - cy) > half + 0.5:
-                flags[s] |= 2
-                break
-            if move < TOLERANCE:
-                converged = True
-                break
-        if not ok:
-            flags[s] |= 8
-            continue
-        if not converged and (flags[s] & 2) == 0:
-            flags[s] |= 4
-        # covariance (sandwich) and chi-square at the solution
-        hmat = np.zeros((npar, npar))
-        mmat = np.zeros((npar, npar))
-        c2 = 0.0
-        for k in range(m):
-            p = _jacobian_row(epsf, c, oversample, px[k] - x, py[k] - y, f, free, row)
-            vb = wvar[py[k], px[k]]
-            vt = var[py[k], px[k]]
-            # the background's share of the variance carries its correlation
-            vs = vt + (bscale2 - 1.0) * min(vt, vb)
-            _add_outer(hmat, row, 1.0 / vb)
-            _add_outer(mmat, row, vs / (vb * vb))
-            r = data[py[k], px[k]] - f * p
-            c2 += r * r / vt
-        flux[s] = f
-        xf[s] = x
-        yf[s] = y
-        chi2[s] = c2 / (m - npar)
-        if not (np.linalg.det(hmat) > 0):
-            flags[s] |= 8
-            continue
-        bread = np.linalg.inv(hmat)
-        cov = bread @ mmat @ bread
-        flux_err[s] = math.sqrt(max(cov[0, 0], 0.0))
-        if free:
-            x_err[s] = math.sqrt(max(cov[1, 1], 0.0))
-            y_err[s] = math.sqrt(max(cov[2, 2], 0.0))
+        (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
+         flags[s]) = _fit_one(data, var, wvar, bad, x0[s], y0[s], f0[s], x0[s], y0[s], epsf, oversample, half,
+                              free, max_shift, bscale2, px, py)
+
+
+@numba.njit(cache=True)
+def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, max_shift, bscale2,
+                         passes, model_half, flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
+    n = x0.shape[0]
+    nbox = (2 * half + 1) ** 2
+    px = np.empty(nbox, np.int64)
+    py = np.empty(nbox, np.int64)
+    work = data.copy()  # the image minus the current models of all sources
+    mx = x0.copy()
+    my = y0.copy()
+    mf = np.zeros(n)
+    for p in range(passes):
+        for s in range(n):
+            add_point_source(work, epsf, oversample, mx[s], my[s], mf[s], model_half)
+            start_flux = f0[s] if p == 0 else mf[s]
+            (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
+             flags[s]) = _fit_one(work, var, wvar, bad, mx[s], my[s], start_flux, x0[s], y0[s], epsf, oversample,
+                                  half, free, max_shift, bscale2, px, py)
+            # a fit that failed, left its box or has no positive flux leaves the previous model in place
+            if (flags[s] & (PSF_FIT_FAILED | LEFT_BOX)) == 0 and flux[s] > 0.0:
+                mx[s] = xf[s]
+                my[s] = yf[s]
+                mf[s] = flux[s]
+            add_point_source(work, epsf, oversample, mx[s], my[s], -mf[s], model_half)
 
 
 def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, weight_err=None, mask=None,
-                    half: int = 2, free_position: bool = True, background_scale: float = 1.0) -> dict:
-    """Fit a sampled effective PSF to sources in an image.
+                    half: int = 2, free_position: bool = True, background_scale: float = 1.0,
+                    max_shift: float | None = None, subtract_neighbours: bool = False, passes: int = 1,
+                    model_half: int | None = None) -> dict:
+    """Fit an oversampled effective PSF to point sources in an image.
 
     Parameters
     ----------
     data, err : ndarray (ny, nx)
-        Background-subtracted image and its total 1-sigma error (same unit).
+        Background-subtracted image and its total 1-sigma error (one flux unit
+        per pixel, e.g. DN/s or nJy).
     x, y : ndarray (n,)
-        Starting (or, without ``free_position``, fixed) positions (pixels, 0-indexed).
+        Starting (or, without ``free_position``, fixed) positions (pixels,
+        0-indexed). Each fit box is centred on the pixel nearest them.
     epsf : ndarray (m, m)
-        Unit-flux effective PSF: the fraction of a source's flux in a pixel whose
-        centre is at that sample's offset, sampled ``oversample`` times per pixel,
-        source at the centre sample.
+        Unit-flux effective PSF (:mod:`romanflow.kernels.epsf` conventions:
+        fraction of a source's flux per pixel, sampled ``oversample`` times
+        per pixel, source at the central sample, m odd).
     oversample : int
         Samples per pixel of ``epsf``.
     flux_guess : ndarray (n,), optional
-        Starting fluxes.
+        Starting fluxes (data unit); where absent, non-finite or not positive,
+        the linear fit at the starting position.
     weight_err : ndarray (ny, nx), optional
-        Error defining the weights; ``err`` when not given.
-    mask : ndarray of bool, optional
+        Error defining the weights (data unit); ``err`` when not given.
+    mask : ndarray of bool (ny, nx), optional
         Pixels not to use.
     half : int
-        Half-size of the fit box ((2·half + 1)² pixels around the starting position).
+        Half-size of the fit box ((2·half + 1)² pixels).
     free_position : bool
         Fit flux and position (Gauss-Newton), or the flux alone (linear).
     background_scale : float
         Actual / propagated noise of the background for a PSF-weighted sum.
+    max_shift : float, optional
+        Largest distance (pixels, along either axis) of the fitted position
+        from the box centre before the fit stops with ``LEFT_BOX``;
+        ``half + 0.5`` (the box's edge) by default.
+    subtract_neighbours : bool
+        Fit the sources one after the other, in the order given, each with the
+        current models of all others subtracted (see the module notes).
+    passes : int
+        Passes over all sources with ``subtract_neighbours``.
+    model_half : int, optional
+        Half-size (pixels) of each source's model subtracted for its
+        neighbours; the effective PSF's extent by default.
 
     Returns
     -------
     dict of ndarray (n,)
-        ``flux``, ``x``, ``y``, ``flux_err``, ``x_err``, ``y_err`` (NaN for a fixed
-        position), ``reduced_chi2`` (with ``err``), ``flags`` (:data:`FIT_FLAGS`);
-        NaN values where ``flags`` has NO_DATA.
+        ``flux``, ``x``, ``y``, ``flux_err``, ``x_err``, ``y_err`` (NaN for a
+        fixed position), ``reduced_chi2`` (with ``err``) and ``flags`` (int32,
+        bits :data:`FIT_FLAGS` of :mod:`romanflow.source_flags`); NaN values
+        where ``flags`` has ``PSF_FIT_FAILED``.
+
+    Raises
+    ------
+    ValueError
+        If the arrays' shapes disagree, ``epsf`` is not square with an odd
+        side, or ``half``, ``oversample`` or ``passes`` is not positive.
     """
     data = np.asarray(data, np.float64)
     err = np.asarray(err, np.float64)
     weight_err = err if weight_err is None else np.asarray(weight_err, np.float64)
+    if data.ndim != 2 or err.shape != data.shape or weight_err.shape != data.shape:
+        raise ValueError(f"data {data.shape}, err {err.shape} and weight_err {weight_err.shape} must be one 2-D shape")
+    epsf, oversample = check_epsf(epsf, oversample)
+    half = int(half)
+    passes = int(passes)
+    if half < 0 or passes < 1:
+        raise ValueError(f"half ({half}) must be >= 0 and passes ({passes}) >= 1")
     bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0) | ~np.isfinite(weight_err) | (weight_err <= 0)
     if mask is not None:
-        bad |= np.asarray(mask, bool)
+        mask = np.asarray(mask, bool)
+        if mask.shape != data.shape:
+            raise ValueError(f"mask {mask.shape} must have the shape of data {data.shape}")
+        bad |= mask
     x = np.ascontiguousarray(x, np.float64)
     y = np.ascontiguousarray(y, np.float64)
     n = x.size
-    f0 = np.full(n, 1.0) if flux_guess is None else np.ascontiguousarray(flux_guess, np.float64)
+    if y.shape != x.shape or x.ndim != 1:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be one 1-D shape")
+    f0 = np.full(n, np.nan) if flux_guess is None else np.ascontiguousarray(flux_guess, np.float64)
+    if f0.shape != x.shape:
+        raise ValueError(f"flux_guess {f0.shape} must have the shape of x {x.shape}")
     out = {k: np.full(n, np.nan) for k in ("flux", "x", "y", "flux_err", "x_err", "y_err", "reduced_chi2")}
     out["flags"] = np.zeros(n, np.int32)
     if n == 0:
         return out
+    shift = half + 0.5 if max_shift is None else float(max_shift)
     var = np.where(bad, 1.0, err) ** 2
     wvar = np.where(bad, 1.0, weight_err) ** 2
-    _fit_kernel(np.where(bad, 0.0, data), var, wvar, bad, x, y, f0, np.ascontiguousarray(epsf, np.float64),
-                int(oversample), int(half), bool(free_position), float(background_scale) ** 2,
-                out["flux"], out["x"], out["y"], out["flux_err"], out["x_err"], out["y_err"], out["reduced_chi2"],
-                out["flags"])
-    failed = (out["flags"] & FIT_FLAGS["NO_DATA"]) != 0
+    image = np.where(bad, 0.0, data)
+    results = (out["flux"], out["x"], out["y"], out["flux_err"], out["x_err"], out["y_err"], out["reduced_chi2"],
+               out["flags"])
+    if subtract_neighbours:
+        extent = (epsf.shape[0] - 1) // 2 // oversample
+        reach = extent if model_half is None else int(model_half)
+        _fit_with_neighbours(image, var, wvar, bad, x, y, f0, epsf, oversample, half, bool(free_position), shift,
+                             float(background_scale) ** 2, passes, reach, *results)
+    else:
+        _fit_independent(image, var, wvar, bad, x, y, f0, epsf, oversample, half, bool(free_position), shift,
+                         float(background_scale) ** 2, *results)
+    failed = (out["flags"] & PSF_FIT_FAILED) != 0
     for key in ("flux", "x", "y", "flux_err", "x_err", "y_err", "reduced_chi2"):
         out[key][failed] = np.nan
     return out

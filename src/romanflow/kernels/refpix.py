@@ -58,7 +58,6 @@ import numpy as np
 import scipy.fft
 
 from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, N_BORDER
-from romanflow.errors import RomanflowError
 from romanflow.kernels.correlated_noise import ROW_PERIOD
 
 #: Logarithmic frequency bands per half of the spectrum used to average the power.
@@ -106,16 +105,16 @@ def correct_reference_pixels(resultants: np.ndarray, amp33: np.ndarray, *,
     """
     data = np.asarray(resultants)
     if data.ndim != 3:
-        raise RomanflowError(f"resultants must be a (n_resultants, ny, nx) cube, got shape {data.shape}")
+        raise ValueError(f"resultants must be a (n_resultants, ny, nx) cube, got shape {data.shape}")
     n_res, ny, nx = data.shape
     if nx % CHANNEL_WIDTH or ny < 2 * N_BORDER + 1:
-        raise RomanflowError(f"frame shape {(ny, nx)} not supported: width must be a multiple of {CHANNEL_WIDTH}")
+        raise ValueError(f"frame shape {(ny, nx)} not supported: width must be a multiple of {CHANNEL_WIDTH}")
     if n_res < 2:
-        raise RomanflowError("reference-pixel correction needs at least 2 resultants")
+        raise ValueError("reference-pixel correction needs at least 2 resultants")
     if np.shape(amp33) != (n_res, ny, AMP33_WIDTH):
-        raise RomanflowError(f"amp33 has shape {np.shape(amp33)}, expected {(n_res, ny, AMP33_WIDTH)}")
+        raise ValueError(f"amp33 has shape {np.shape(amp33)}, expected {(n_res, ny, AMP33_WIDTH)}")
     if n_iterations < 1:
-        raise RomanflowError("n_iterations must be at least 1")
+        raise ValueError("n_iterations must be at least 1")
     workers = workers or os.cpu_count() or 1
     n_channels = nx // CHANNEL_WIDTH
     n_samples = ny * ROW_PERIOD
@@ -142,7 +141,7 @@ def correct_reference_pixels(resultants: np.ndarray, amp33: np.ndarray, *,
     else:
         mask = np.asarray(reference_mask, dtype=bool)
         if mask.shape != (ny, nx):
-            raise RomanflowError(f"reference mask has shape {mask.shape}, expected {(ny, nx)}")
+            raise ValueError(f"reference mask has shape {mask.shape}, expected {(ny, nx)}")
         weight = np.ones(rows.shape[1:], dtype=np.float64)
         weight[:, :n_channels, :] = _time_ordered(mask[ref_rows, :][None].astype(np.float64))[0]
     weight[:, :n_channels, :] *= finite

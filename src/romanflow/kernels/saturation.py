@@ -13,7 +13,6 @@ from numba import prange
 
 from romanflow import dq
 from romanflow.detector import ReadPattern
-from romanflow.errors import RomanflowError
 from romanflow.kernels.checks import resultant_cube
 
 #: Threshold used where a pixel must not be checked (above the 16-bit A/D range).
@@ -61,7 +60,7 @@ def flag_saturation(resultants, saturation_threshold, read_pattern: ReadPattern,
         out = np.zeros((n, ny, nx), dtype=np.uint8)
     else:
         if np.shape(groupdq) != resultants.shape:
-            raise RomanflowError(f"groupdq shape {np.shape(groupdq)} differs from resultants shape {resultants.shape}")
+            raise ValueError(f"groupdq shape {np.shape(groupdq)} differs from resultants shape {resultants.shape}")
         out = np.array(groupdq, dtype=np.uint8, copy=True)
 
     pattern = read_pattern.read_pattern

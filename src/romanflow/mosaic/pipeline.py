@@ -7,7 +7,7 @@ from pathlib import Path
 
 from romanflow.errors import RomanflowError
 from romanflow.mosaic.outliers import detect_outliers, outlier_table_path, write_outlier_table
-from romanflow.mosaic.resample import MosaicProduct, resample, write_mosaic
+from romanflow.mosaic.resample import MosaicProduct, member_references, resample, write_mosaic
 
 
 def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None = None, kernel: str = "square",
@@ -23,7 +23,8 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
     out_wcs : astropy.wcs.WCS
         Sky-cell grid or a cutout of one.
     out_path : path, optional
-        L3 file to write; the outlier record goes to ``<stem>_outliers.parquet`` beside it.
+        L3 file to write; the outlier record goes to ``<stem>_outliers.parquet`` beside it. The file
+        records where its members are, relative to itself (:func:`~romanflow.mosaic.resample.member_references`).
     units : {'surface_brightness', 'rate'}
         MJy/sr (the L3 convention; inputs need ``meta.photometry``) or DN/s per output pixel.
 
@@ -46,6 +47,6 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
     if out_path is not None:
         if table is not None:
             write_outlier_table(table, outlier_table_path(out_path))
-        write_mosaic(product, out_path, skycell=skycell, optical_element=optical_element,
-                     outlier_detection=table is not None)
+        write_mosaic(product, out_path, skycell=skycell, members=member_references(inputs, out_path),
+                     optical_element=optical_element, outlier_detection=table is not None)
     return product, table

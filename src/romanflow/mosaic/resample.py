@@ -411,9 +411,33 @@ def _gwcs_from_celestial(wcs):
     return out
 
 
+def member_references(inputs, mosaic_path) -> list[str]:
+    """How an L3 file names its members (``meta.resample.members``), one per input.
+
+    An input read from a file is named by its path relative to the mosaic's
+    folder (POSIX separators), so that readers of the mosaic find the
+    calibrated exposures wherever the two live, as long as they move together;
+    an image given in memory by its ``meta.filename``.
+    """
+    import os
+
+    folder = os.path.abspath(Path(mosaic_path).parent)
+    out = []
+    for k, item in enumerate(inputs):
+        if isinstance(item, (str, os.PathLike)):
+            out.append(Path(os.path.relpath(os.path.abspath(item), folder)).as_posix())
+        else:
+            out.append(str(item.meta.get("filename", f"input{k}")))
+    return out
+
+
 def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, members=None,
                  optical_element: str | None = None, outlier_detection: bool = False):
-    """Write an L3 ``MosaicModel`` (validated by roman_datamodels), atomically."""
+    """Write an L3 ``MosaicModel`` (validated by roman_datamodels), atomically.
+
+    ``members``: what ``meta.resample.members`` records for each input
+    (:func:`member_references`); the inputs' file names when not given.
+    """
     import roman_datamodels.datamodels as rdm
 
     from romanflow.formats import atomic_path
@@ -469,7 +493,7 @@ def write_mosaic(product: MosaicProduct, path, *, skycell: str | None = None, me
         mean = Time(float(np.mean([(s.mjd + e.mjd) / 2 for s, e in zip(starts, ends)])), format="mjd", scale="utc")
         mean.format = "isot"
         info.time_mean = mean
-    from romanflow import __version__
+    from romanflow.version import __version__
 
     model.meta.calibration_software_name = "romanflow"
     model.meta.calibration_software_version = __version__

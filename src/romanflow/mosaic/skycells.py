@@ -1,9 +1,10 @@
 """The sky tessellation: projection regions and the sky cells that tile them.
 
 The sphere is cut into *projection regions* along iso-latitude rings placed at
-the HEALPix ring latitudes of ``nside`` (:data:`NSIDE`): a polar cap around each
-pole (HEALPix rings 1 and 4·nside−1 fold into it), then one band per remaining
-ring, centred on the ring latitude with edges half-way to the next rings. A band
+the HEALPix ring latitudes of ``nside`` (12, the table's ``meta['nside']``): a
+polar cap around each pole (HEALPix rings 1 and 4·nside−1 fold into it), then
+one band per remaining ring, centred on the ring latitude with edges half-way to
+the next rings. A band
 for ring ``i`` is split in right ascension into ``8·min(i, 4·nside−i, nside)``
 equal segments, twice the HEALPix pixel count of that ring.
 
@@ -20,9 +21,10 @@ Names follow the official pattern ``270p65x48y69``: the region tangent point's
 right ascension (3 digits) and declination (``p``/``m`` and 2 digits, rounded to
 degrees), then the cell's column and row in the region grid.
 
-The table of regions is data, produced by :func:`generate_projection_regions`
-and shipped as ``romanflow/data/skymap_regions.parquet`` (3442 rows, ~0.2 MB);
-cells are derived from it on demand (about 11 million of them in total).
+The table of regions is data, written by ``tools/make_skymap.py`` and shipped as
+``romanflow/data/skymap_regions.parquet`` (3442 rows, ~0.2 MB); cells are
+derived from it on demand (about 11 million of them in total). The projection
+itself is :mod:`romanflow.kernels.sky_projection`.
 
 Coordinate conventions: pixel ``(0, 0)`` is ``data[0, 0]`` with its centre at
 integer coordinates; region pixel ``X = i·step + x`` for pixel ``x`` of cell
@@ -39,10 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from romanflow.errors import RomanflowError
+from romanflow.errors import InputFileError, RomanflowError
+from romanflow.kernels.sky_projection import rects_meet_polygon, tan_deproject, tan_project
 
-#: HEALPix resolution whose ring latitudes place the projection regions.
-NSIDE = 12
 #: Mosaic pixel scale (arcsec per pixel).
 PIXEL_SCALE = 0.055
 #: Visit-grid pixel scale (arcsec per pixel): same cells, pixels 2x2 binned.
@@ -54,66 +55,22 @@ BORDER_PIXELS = 100
 
 SKYMAP_PATH = Path(__file__).resolve().parent.parent / "data" / "skymap_regions.parquet"
 
+__all__ = [
+    "BORDER_PIXELS", "NXY_SKYCELL", "PIXEL_SCALE", "SKYMAP_PATH", "VISIT_PIXEL_SCALE", "Region", "SkyMap",
+    "cutout_wcs", "image_footprint", "load_skymap", "rects_meet_polygon", "region_outline", "skycell_containing",
+    "skycell_wcs", "skycell_wcs_info", "skycells_for_image", "skycells_touching", "tan_deproject", "tan_project",
+]
+
 _NAME_RE = re.compile(r"^(\d{3})([pm])(\d{2})x(\d+)y(\d+)$")
 
 
-# --------------------------------------------------------------------- projection kernels
-def tan_project(ra, dec, ra0, dec0):
-    """Gnomonic projection about (ra0, dec0), north up, east to +xi.
+# --------------------------------------------------------------------- region outlines
+def region_outline(ra_min, ra_max, dec_min, dec_max, n_parallel=256, n_meridian=16):
+    """(ra, dec) of a region's boundary, densely sampled, in order (deg).
 
-    Parameters
-    ----------
-    ra, dec : array_like
-        Positions (deg).
-    ra0, dec0 : float or array_like
-        Tangent point (deg).
-
-    Returns
-    -------
-    xi, eta : ndarray
-        Standard coordinates (deg); NaN for points 90 deg or more from the tangent point.
+    A polar cap (``dec_max`` 90 or ``dec_min`` −90) is its one parallel; a band segment is
+    its two parallels (``n_parallel`` points each) joined by its two meridians.
     """
-    ra = np.radians(np.asarray(ra, dtype=float))
-    dec = np.radians(np.asarray(dec, dtype=float))
-    a0 = np.radians(ra0)
-    d0 = np.radians(dec0)
-    dra = ra - a0
-    cos_c = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(dra)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi = np.cos(dec) * np.sin(dra) / cos_c
-        eta = (np.cos(d0) * np.sin(dec) - np.sin(d0) * np.cos(dec) * np.cos(dra)) / cos_c
-    bad = cos_c <= 1e-6
-    xi = np.where(bad, np.nan, np.degrees(xi))
-    eta = np.where(bad, np.nan, np.degrees(eta))
-    return xi, eta
-
-
-def tan_deproject(xi, eta, ra0, dec0):
-    """Inverse of :func:`tan_project`: standard coordinates (deg) -> (ra, dec) deg."""
-    x = np.radians(np.asarray(xi, dtype=float))
-    y = np.radians(np.asarray(eta, dtype=float))
-    d0 = np.radians(dec0)
-    rho = np.hypot(x, y)
-    c = np.arctan(rho)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sin_dec = np.cos(c) * np.sin(d0) + np.where(rho > 0, y * np.sin(c) * np.cos(d0) / rho, 0.0)
-    dra = np.arctan2(x * np.sin(c), rho * np.cos(d0) * np.cos(c) - y * np.sin(d0) * np.sin(c))
-    dec = np.degrees(np.arcsin(np.clip(sin_dec, -1, 1)))
-    ra = (ra0 + np.degrees(dra)) % 360.0
-    return ra, dec
-
-
-# --------------------------------------------------------------------- the region table
-def ring_latitudes(nside: int = NSIDE) -> np.ndarray:
-    """Latitudes (deg) of the HEALPix iso-latitude rings 1 … 4·nside−1, north to south."""
-    i = np.arange(1, 4 * nside, dtype=float)
-    z = np.where(i < nside, 1 - i**2 / (3.0 * nside**2), 4.0 / 3 - 2 * i / (3.0 * nside))
-    z = np.where(i > 3 * nside, -(1 - (4 * nside - i) ** 2 / (3.0 * nside**2)), z)
-    return np.degrees(np.arcsin(z))
-
-
-def _region_outline(ra_min, ra_max, dec_min, dec_max, n_parallel=256, n_meridian=16):
-    """(ra, dec) of a region's boundary, densely sampled, in order (deg)."""
     if dec_max >= 90.0 or dec_min <= -90.0:
         dec_edge = dec_min if dec_max >= 90.0 else dec_max
         ra = np.linspace(0, 360, 4 * n_parallel, endpoint=False)
@@ -123,106 +80,6 @@ def _region_outline(ra_min, ra_max, dec_min, dec_max, n_parallel=256, n_meridian
     ra = np.concatenate([ra_top, np.full(dec_side.size, ra_max), ra_top[::-1], np.full(dec_side.size, ra_min)])
     dec = np.concatenate([np.full(n_parallel, dec_max), dec_side, np.full(n_parallel, dec_min), dec_side[::-1]])
     return ra, dec
-
-
-def generate_projection_regions(
-    nside: int = NSIDE,
-    pixel_scale: float = PIXEL_SCALE,
-    nxy: int = NXY_SKYCELL,
-    border: int = BORDER_PIXELS,
-):
-    """Build the table of projection regions.
-
-    Parameters
-    ----------
-    nside : int
-        HEALPix resolution whose ring latitudes place the bands.
-    pixel_scale : float
-        Pixel scale at the tangent point (arcsec).
-    nxy, border : int
-        Cell side and overlap between neighbouring cells (pixels).
-
-    Returns
-    -------
-    astropy.table.Table
-        One row per region: ``index, ra_tangent, dec_tangent, ra_min, ra_max,
-        dec_min, dec_max, orientat, x_tangent, y_tangent, nx, ny, ncell_x,
-        ncell_y, skycell_start, skycell_end``; tessellation parameters in ``meta``.
-    """
-    from astropy.table import Table
-
-    lat = ring_latitudes(nside)
-    edges = 0.5 * (lat[:-1] + lat[1:])  # between ring k and k+1 (north to south)
-    step = nxy - border
-    scale_deg = pixel_scale / 3600.0
-    rows = []
-
-    def add(ra_t, dec_t, ra_min, ra_max, dec_min, dec_max):
-        ra_o, dec_o = _region_outline(ra_min, ra_max, dec_min, dec_max)
-        xi, eta = tan_project(ra_o, dec_o, ra_t, dec_t)
-        half_x = np.nanmax(np.abs(xi)) / scale_deg + 2.0
-        half_y = np.nanmax(np.abs(eta)) / scale_deg + 2.0
-        ncx = int(math.ceil(2 * half_x / step))
-        ncy = int(math.ceil(2 * half_y / step))
-        rows.append((ra_t, dec_t, ra_min, ra_max, dec_min, dec_max, ncx, ncy))
-
-    add(0.0, 90.0, 0.0, 360.0, float(edges[0]), 90.0)
-    for ring in range(2, 4 * nside - 1):  # rings 2 … 4N-2
-        n_seg = 8 * min(ring, 4 * nside - ring, nside)
-        width = 360.0 / n_seg
-        dec_max, dec_min = float(edges[ring - 2]), float(edges[ring - 1])
-        for k in range(n_seg):
-            add((k + 0.5) * width, float(lat[ring - 1]), k * width, (k + 1) * width, dec_min, dec_max)
-    add(0.0, -90.0, 0.0, 360.0, -90.0, float(edges[-1]))
-
-    arr = np.array(rows, dtype=float)
-    ncx = arr[:, 6].astype(np.int64)
-    ncy = arr[:, 7].astype(np.int64)
-    ncell = ncx * ncy
-    end = np.cumsum(ncell)
-    table = Table(
-        {
-            "index": np.arange(len(rows), dtype=np.int32),
-            "ra_tangent": arr[:, 0],
-            "dec_tangent": arr[:, 1],
-            "ra_min": arr[:, 2],
-            "ra_max": arr[:, 3],
-            "dec_min": arr[:, 4],
-            "dec_max": arr[:, 5],
-            "orientat": np.zeros(len(rows), np.float32),
-            "x_tangent": ncx * step / 2.0 + border / 2.0 - 0.5,
-            "y_tangent": ncy * step / 2.0 + border / 2.0 - 0.5,
-            "nx": ((ncx - 1) * step + nxy).astype(np.int32),
-            "ny": ((ncy - 1) * step + nxy).astype(np.int32),
-            "ncell_x": ncx.astype(np.int32),
-            "ncell_y": ncy.astype(np.int32),
-            "skycell_start": (end - ncell).astype(np.int64),
-            "skycell_end": end.astype(np.int64),
-        }
-    )
-    table.meta.update(
-        nside=int(nside), pixel_scale=float(pixel_scale), nxy_skycell=int(nxy), skycell_border_pixels=int(border),
-        description="romanflow sky tessellation: TAN projection regions on HEALPix ring latitudes",
-    )
-    descriptions = {
-        "ra_tangent": "tangent point RA (deg)", "dec_tangent": "tangent point Dec (deg)",
-        "x_tangent": "tangent point x in region pixels (0-based)",
-        "y_tangent": "tangent point y in region pixels (0-based)",
-        "orientat": "angle of region +y east of north at the tangent point (deg)",
-    }
-    for name, text in descriptions.items():
-        table[name].info.description = text
-    return table
-
-
-def write_skymap(path=SKYMAP_PATH, **kwargs) -> Path:
-    """Generate the region table and write it as Parquet (atomically)."""
-    from romanflow.formats import atomic_path
-
-    table = generate_projection_regions(**kwargs)
-    with atomic_path(path) as tmp:
-        table.write(tmp, format="parquet")
-    return Path(path)
 
 
 # --------------------------------------------------------------------- the sky map
@@ -264,7 +121,7 @@ class SkyMap:
     Parameters
     ----------
     table : astropy.table.Table
-        Output of :func:`generate_projection_regions`.
+        The region table (``tools/make_skymap.py`` writes the shipped one).
     """
 
     def __init__(self, table):
@@ -310,7 +167,7 @@ class SkyMap:
     @functools.lru_cache(maxsize=256)
     def _region_outline_pixels(self, index: int):
         reg = self.regions[index]
-        ra, dec = _region_outline(reg.ra_min, reg.ra_max, reg.dec_min, reg.dec_max)
+        ra, dec = region_outline(reg.ra_min, reg.ra_max, reg.dec_min, reg.dec_max)
         return self.region_pixel(reg, ra, dec)
 
     # -- names
@@ -431,53 +288,15 @@ class SkyMap:
         return bool(rects_meet_polygon(x0, x0 + self.step, y0, y0 + self.step, ox, oy)[0])
 
 
-def rects_meet_polygon(x0, x1, y0, y1, px, py) -> np.ndarray:
-    """Whether axis-aligned rectangles meet a closed polygon (edge crossing or containment).
-
-    Parameters
-    ----------
-    x0, x1, y0, y1 : ndarray, (M,)
-        Rectangle bounds.
-    px, py : ndarray, (E,)
-        Polygon vertices in order (the last joins the first).
-
-    Returns
-    -------
-    ndarray of bool, (M,)
-    """
-    x0, x1, y0, y1 = (np.asarray(a, dtype=float)[:, None] for a in (x0, x1, y0, y1))
-    sx, sy = np.asarray(px, dtype=float)[None, :], np.asarray(py, dtype=float)[None, :]
-    ex, ey = np.roll(sx, -1, axis=1), np.roll(sy, -1, axis=1)
-    dx, dy = ex - sx, ey - sy
-    t0 = np.zeros(np.broadcast_shapes(x0.shape, sx.shape))
-    t1 = np.ones_like(t0)
-    ok = np.ones(t0.shape, dtype=bool)
-    # Liang-Barsky clipping of every polygon edge against every rectangle
-    for p, q in ((-dx, sx - x0), (dx, x1 - sx), (-dy, sy - y0), (dy, y1 - sy)):
-        p = np.broadcast_to(p, t0.shape)
-        q = np.broadcast_to(q, t0.shape)
-        parallel = p == 0
-        ok &= ~(parallel & (q < 0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(parallel, 0.0, q / np.where(parallel, 1.0, p))
-        t0 = np.where(~parallel & (p < 0), np.maximum(t0, t), t0)
-        t1 = np.where(~parallel & (p > 0), np.minimum(t1, t), t1)
-    edge_hit = (ok & (t0 <= t1)).any(axis=1)
-    # a rectangle wholly inside the polygon: its centre is inside (even-odd rule)
-    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-    crosses = ((sy > cy) != (ey > cy)) & (cx < sx + (cy - sy) * dx / np.where(dy == 0, 1.0, dy))
-    inside = (crosses.sum(axis=1) % 2) == 1
-    return edge_hit | inside
-
-
 @functools.lru_cache(maxsize=1)
 def load_skymap(path=None) -> SkyMap:
-    """The sky map from the shipped region table (generated when the file is absent)."""
+    """The sky map from a region table (default: the shipped one, :data:`SKYMAP_PATH`)."""
     from astropy.table import Table
 
     path = Path(path) if path is not None else SKYMAP_PATH
-    table = Table.read(path) if path.exists() else generate_projection_regions()
-    return SkyMap(table)
+    if not path.exists():
+        raise InputFileError(path, "sky map region table not found (tools/make_skymap.py writes it)")
+    return SkyMap(Table.read(path))
 
 
 # --------------------------------------------------------------------- public functions

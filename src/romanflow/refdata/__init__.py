@@ -5,14 +5,8 @@
 >>> select_reference("flat", meta, context=store)              # doctest: +SKIP
 """
 
-from romanflow.refdata.context import (
-    PARKEYS,
-    Context,
-    best_references,
-    check_reference_file,
-    select,
-    select_reference,
-)
+from romanflow.refdata.context import PARKEYS, Context
+from romanflow.refdata.selection import best_references, check_reference_file, select, select_reference
 from romanflow.refdata.store import CONTEXT_NAME, ReferenceStore, default_store
 
 __all__ = [

@@ -5,10 +5,11 @@ A store is a folder holding one context file (:data:`CONTEXT_NAME`
 :class:`~romanflow.detector_model.DetectorModel`. The context lists every file
 the store can provide (18 detectors × all types × imaging filters); each file
 is written on first use and kept. Stores of different science sizes,
-parameter seeds or versions of the synthesizing code live in separate folders:
+parameter seeds or synthesized values live in separate folders:
 
 ``$ROMANFLOW_REFDATA/<size>_<fingerprint>/`` (default
-``~/.cache/romanflow/refdata/<size>_<fingerprint>/``).
+``~/.cache/romanflow/refdata/<size>_<fingerprint>/``), the fingerprint being
+:func:`~romanflow.refdata.fingerprint.parameter_fingerprint` of the values the files hold.
 
 Several processes may share a store: a file is produced under an exclusive
 lock and appears under its final name only once complete.
@@ -26,34 +27,13 @@ from romanflow.detector_model import DEFAULT_MODEL_SEED
 from romanflow.errors import RomanflowError
 from romanflow.formats.reference_io import EXPOSURE_TYPES
 from romanflow.refdata.context import NOT_APPLICABLE, PARKEYS, Context, Rule
-from romanflow.refdata.synthesize import SYNTH_TYPES, SYNTH_USEAFTER, synthesize_reference
+from romanflow.refdata.fingerprint import parameter_fingerprint
+from romanflow.refdata.synthesize import FILE_VERSION, SYNTH_TYPES, SYNTH_USEAFTER, synthesize_reference
 
 #: Name (and version) of the context the embedded store writes.
 CONTEXT_NAME = "romanflow_0001"
 #: Environment variable naming the folder that holds the stores.
 STORE_ENV = "ROMANFLOW_REFDATA"
-#: Version tag in synthesized file names; a new synthesizer writes new names.
-FILE_VERSION = "0001"
-
-
-def parameter_fingerprint() -> str:
-    """Short hash of the code that defines the synthesized files.
-
-    The detector parameter model, the geometry and the synthesizer decide every
-    value the store writes; a store built by another version of them lives in
-    another folder, so a cache can never serve files that disagree with the
-    simulator.
-    """
-    import hashlib
-    import inspect
-
-    from romanflow import detector_model, geometry
-    from romanflow.refdata import synthesize
-
-    digest = hashlib.sha256()
-    for module in (detector_model, geometry, synthesize):
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:10]
 
 
 def default_store_root() -> Path:

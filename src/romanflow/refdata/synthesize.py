@@ -52,6 +52,8 @@ from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel, measured
 from romanflow.errors import RomanflowError
 from romanflow.formats.reference_io import reference_meta, write_reference
 
+#: Version tag of the synthesizer, in the names of the files it writes; a new synthesizer writes new names.
+FILE_VERSION = "0001"
 #: USEAFTER date of the synthesized references.
 SYNTH_USEAFTER = "2020-01-01T00:00:00"
 #: Degree of the inverse-linearity polynomial.
@@ -66,7 +68,8 @@ SYNTH_TYPES = {
     "gain": False, "readnoise": False, "flat": True, "distortion": True, "photom": False, "matable": False,
 }
 
-_AB_JY = 3631.0
+#: Flux density of AB magnitude zero (Jy).
+AB_ZERO_POINT_JY = 3631.0
 _ARCSEC_RAD = np.pi / (180.0 * 3600.0)
 
 
@@ -158,7 +161,7 @@ def photometric_conversion(optical_element: str, gain: float) -> dict:
     band = galsim.roman.getBandpasses(AB_zeropoint=True)[GALSIM_BANDS[optical_element]]
     area_cm2 = float(galsim.roman.collecting_area)
     pixel_sr = (PIXEL_SCALE * _ARCSEC_RAD) ** 2
-    photmjsr = _AB_JY * 1e-6 * gain * 10.0 ** (-0.4 * band.zeropoint) / (area_cm2 * pixel_sr)
+    photmjsr = AB_ZERO_POINT_JY * 1e-6 * gain * 10.0 ** (-0.4 * band.zeropoint) / (area_cm2 * pixel_sr)
     wavelength_nm = np.asarray(band.wave_list, dtype=np.float64)
     throughput = np.array([band(w) for w in wavelength_nm])
     return {
@@ -171,7 +174,8 @@ def photometric_conversion(optical_element: str, gain: float) -> dict:
     }
 
 
-def _science_table(number: int) -> dict:
+def science_table(number: int) -> dict:
+    """The MATABLE entry of one MA table: read pattern and exposure times (s) at :data:`FRAME_TIME`."""
     table = MA_TABLES[number]
     pattern = table.as_list()
     last = np.array([reads[-1] for reads in pattern], dtype=np.float64)
@@ -236,7 +240,7 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
         meta = reference_meta(reftype, "NOT_CONFIGURED", useafter=SYNTH_USEAFTER, pedigree="SIMULATION",
                               description="imaging multi-accumulation tables (romanflow)")
         return write_reference(path, reftype, meta, guide_window_tables={},
-                               science_tables={f"SCI{n:04d}": _science_table(n) for n in sorted(MA_TABLES)})
+                               science_tables={f"SCI{n:04d}": science_table(n) for n in sorted(MA_TABLES)})
     model = detector_model(detector, science_size, seed)
     shape = model.shape
     zeros_dq = np.zeros(shape, dtype=np.uint32)

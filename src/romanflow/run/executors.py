@@ -27,6 +27,10 @@ from romanflow.run.graph import TaskGraph
 from romanflow.run.ledger import Ledger, remove_partials
 from romanflow.run.tasks import execute
 
+#: What makes one task fail while the others go on: bad input (named by the error), a full disk or lost
+#: file, too little memory. Any other exception is a programming error and stops the run with its traceback.
+TASK_FAILURES = (RomanflowError, OSError, MemoryError)
+
 #: Seconds to wait for an existing scheduler before giving up.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -76,7 +80,7 @@ class InProcessExecutor:
                     continue
                 try:
                     summary = execute(task, root, self.numba_threads)
-                except Exception as exc:  # noqa: BLE001 - reported with the task's name
+                except TASK_FAILURES as exc:
                     broken.add(task.key)
                     report.failed[task.key] = f"{type(exc).__name__}: {exc}"
                 else:
@@ -125,8 +129,9 @@ class DaskExecutor:
 
     def run(self, graph: TaskGraph, todo: list, report: RunReport, progress: bool) -> None:
         import uuid
+        from concurrent.futures import CancelledError
 
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         root = str(graph.root)
         tag = uuid.uuid4().hex[:8]
@@ -142,7 +147,7 @@ class DaskExecutor:
                 key = keys[fut.key]
                 try:
                     summary = fut.result()
-                except Exception as exc:  # noqa: BLE001 - the remote error, re-raised here
+                except (*TASK_FAILURES, KilledWorker, CancelledError) as exc:  # a worker lost is a failed task
                     report.failed[key] = f"{type(exc).__name__}: {exc}"
                 else:
                     report.done.append(summary)

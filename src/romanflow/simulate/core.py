@@ -102,7 +102,7 @@ def sky_rate(optical_element: str, ra: float, dec: float, date, pixel_area_arcse
     world = galsim.CelestialCoord(ra * galsim.degrees, dec * galsim.degrees)
     try:
         zodi = roman.getSkyLevel(_bandpasses()[band], world_pos=world, exptime=1.0, date=date)
-    except Exception as exc:  # galsim refuses positions too close to the sun
+    except galsim.GalSimValueError as exc:  # galsim refuses positions too close to the sun
         raise RomanflowError(f"no sky level at ra={ra:.4f} dec={dec:.4f} on {date:%Y-%m-%d}: {exc}") from None
     return float(zodi * pixel_area_arcsec2 + roman.thermal_backgrounds.get(band, 0.0))
 

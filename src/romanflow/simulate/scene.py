@@ -246,7 +246,7 @@ def read_scene(path) -> Scene:
             raise InputFileError(path, f"unknown catalog format '{suffix}': use .parquet, .csv or .ecsv")
     except InputFileError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # pandas/pyarrow/astropy raise many kinds for an unreadable table: name the file
         raise InputFileError(path, f"cannot read catalog: {str(exc).splitlines()[0][:200]}") from None
     return Scene(_normalise_table(df, path))
 

@@ -1,0 +1,94 @@
+"""Checks of the calibration steps' inputs, made before any kernel sees them.
+
+Kernels raise ``ValueError`` for arrays that do not fit together; a user's file
+that does not fit (a ramp whose resultants disagree with its read pattern, a
+reference of the wrong size) is caught here instead and reported as
+:class:`~romanflow.errors.InputFileError` naming the file, or as
+:class:`~romanflow.errors.ParameterError` for an option.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, N_BORDER
+from romanflow.errors import InputFileError, ParameterError
+from romanflow.kernels.ramp import METHODS
+
+#: Reference types whose arrays may also come trimmed to the science pixels.
+TRIMMED_REFERENCE_TYPES = ("dark", "flat")
+
+
+def exposure_source(meta: dict) -> str:
+    """The name an exposure is reported by: its ``meta.filename``, else ``'exposure'``."""
+    name = meta.get("filename") if isinstance(meta, dict) else None
+    return str(name) if name else "exposure"
+
+
+def check_ramp_exposure(exposure) -> None:
+    """Check that a ramp's arrays agree with each other and with its read pattern.
+
+    ``exposure.data`` must be (n_resultants, ny, nx) with ``n_resultants`` the
+    read pattern's, ``nx`` a multiple of the 128-pixel channel width, and
+    ``exposure.amp33`` (when present) (n_resultants, ny, 128), the flags (when present)
+    the shape of the data and of a frame; at least 2 resultants.
+
+    Raises
+    ------
+    InputFileError
+        Naming the exposure's file (``meta.filename``) and the disagreement.
+    """
+    source = exposure_source(exposure.meta)
+    shape = np.shape(exposure.data)
+    if len(shape) != 3:
+        raise InputFileError(source, f"data has shape {shape}: expected (n_resultants, ny, nx)")
+    n_pattern = exposure.read_pattern.n_resultants
+    if shape[0] != n_pattern:
+        raise InputFileError(source, f"data has {shape[0]} resultants but the read pattern describes {n_pattern}")
+    if n_pattern < 2:
+        raise InputFileError(source, f"{n_pattern} resultant: ramp fitting needs at least 2")
+    if shape[2] % CHANNEL_WIDTH or shape[1] <= 2 * N_BORDER:
+        raise InputFileError(source, f"frames of {shape[1]}x{shape[2]} pixels: expected a width that is a multiple "
+                                     f"of {CHANNEL_WIDTH} pixels, reference border included")
+    if exposure.amp33 is not None and np.shape(exposure.amp33) != (shape[0], shape[1], AMP33_WIDTH):
+        raise InputFileError(source, f"amp33 has shape {np.shape(exposure.amp33)}: expected "
+                                     f"{(shape[0], shape[1], AMP33_WIDTH)}")
+    if exposure.groupdq is not None and np.shape(exposure.groupdq) != shape:
+        raise InputFileError(source, f"resultant flags have shape {np.shape(exposure.groupdq)}: expected {shape}")
+    if exposure.pixeldq is not None and np.shape(exposure.pixeldq) != shape[1:]:
+        raise InputFileError(source, f"pixel flags have shape {np.shape(exposure.pixeldq)}: expected {shape[1:]}")
+
+
+def check_ramp_method(method: str, name: str = "ramp_method") -> None:
+    """Raise :class:`ParameterError` (``name`` as the user spells it) unless ``method`` is a ramp-fitting method."""
+    if method not in METHODS:
+        raise ParameterError(name, method, f"unknown ramp-fitting method: expected one of {', '.join(METHODS)}")
+
+
+def check_reference_frame(reference, frame_shape) -> None:
+    """Check that a reference's arrays cover the exposure's frames.
+
+    Parameters
+    ----------
+    reference : romanflow.formats.reference_io.ReferenceData
+        A reference as read (its arrays already agree with each other on the image shape).
+    frame_shape : (int, int)
+        The exposure's full frame (ny, nx), reference border included. Darks and
+        flats may also be trimmed to the science pixels (ny − 8, nx − 8).
+
+    Raises
+    ------
+    InputFileError
+        Naming the reference file and both shapes.
+    """
+    shapes = {value.shape[-2:] for value in reference.content.values() if isinstance(value, np.ndarray)}
+    if not shapes:
+        return
+    found = shapes.pop()
+    full = tuple(int(n) for n in frame_shape)
+    allowed = [full]
+    if reference.reftype in TRIMMED_REFERENCE_TYPES:
+        allowed.append((full[0] - 2 * N_BORDER, full[1] - 2 * N_BORDER))
+    if tuple(found) not in allowed:
+        raise InputFileError(reference.path, f"{reference.reftype} arrays are {found[0]}x{found[1]} pixels; the "
+                                             f"exposure's frames are {full[0]}x{full[1]}")

@@ -1,0 +1,92 @@
+"""``romanflow plan`` (write a survey plan) and ``romanflow run`` (run one, in-process or on Dask)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from romanflow.cli.options import add_command, add_detectors, add_ma_table, add_output_dir, add_size, filter_name
+
+
+def register(subparsers) -> None:
+    from romanflow.detector import DEFAULT_MA_TABLE
+    from romanflow.run.plan import DITHER_PATTERNS
+
+    p = add_command(subparsers, "plan", help="write a survey plan (YAML) tiling a field with WFI pointings",
+                              description="Tile a square field with WFI pointings, observed in each filter at "
+                                          "each dither position, and write the plan as YAML.")
+    p.add_argument("--ra", type=float, required=True, help="field centre RA (deg)")
+    p.add_argument("--dec", type=float, required=True, help="field centre Dec (deg)")
+    p.add_argument("--size-deg", type=float, required=True, help="side of the square field (deg)")
+    p.add_argument("--filters", nargs="+", type=filter_name, default=["F158"], metavar="Fnnn",
+                   help="imaging filters (default F158)")
+    p.add_argument("--dither", choices=tuple(DITHER_PATTERNS), default="none", help="dither pattern (default none)")
+    add_detectors(p, default=["all"])
+    add_size(p)
+    add_ma_table(p, default=DEFAULT_MA_TABLE)
+    p.add_argument("--pa", type=float, default=0.0, help="position angle (deg, default 0)")
+    p.add_argument("--pointing-error-rms", type=float, default=0.0, metavar="ARCSEC",
+                   help="r.m.s. per axis of the random pointing errors to simulate (arcsec, default 0)")
+    p.add_argument("--density", type=float, default=None, help="sources per arcmin² (default 150)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scene and pointing errors (default 0)")
+    p.add_argument("--name", default="survey", help="survey name, used in product names (default survey)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="plan file to write (YAML)")
+    p.set_defaults(func=run_plan_command)
+
+    r = add_command(subparsers, "run", help="run a survey plan: simulate, calibrate, register, mosaic, catalog",
+                              description="Run a survey plan (YAML, or a folder of L1/L2 files) as one task graph. "
+                                          "Finished tasks are recorded in DIR/ledger; running again resumes.")
+    r.add_argument("plan", help="plan YAML file, or a folder of *_uncal.asdf / *_cal.asdf files")
+    add_output_dir(r, required=True, help="folder for the products and the ledger")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="start a local Dask cluster with N worker processes")
+    where.add_argument("--scheduler", help="use an existing Dask scheduler, e.g. tcp://host:8786")
+    r.add_argument("--memory-limit", default=None, help="per-worker memory limit for --workers, e.g. 8GiB")
+    r.add_argument("--refcat", default=None, help="astrometric reference catalog for a folder of files")
+    r.add_argument("--dry-run", action="store_true", help="check the plan and list the tasks, run nothing")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (also implied by -q)")
+    r.set_defaults(func=run_command)
+
+
+def run_plan_command(args) -> int:
+    from romanflow.cli.options import detector_list
+    from romanflow.run.plan import tiled_plan, write_plan
+
+    detectors = detector_list(args.detectors)
+    scene = {"seed": args.seed}
+    if args.density is not None:
+        scene["density_per_arcmin2"] = args.density
+    plan = tiled_plan(args.ra, args.dec, args.size_deg, args.filters, dither=args.dither, detectors=detectors,
+                      science_size=args.size, ma_table=args.ma_table, pa=args.pa,
+                      pointing_error_arcsec=args.pointing_error_rms, seed=args.seed, name=args.name, scene=scene)
+    path = write_plan(plan, args.output)
+    print(f"{path}: {len(plan.exposures)} exposures, {plan.n_detectors} detector exposures, "
+          f"filters {' '.join(plan.filters)}")
+    return 0
+
+
+def run_command(args) -> int:
+    from collections import Counter
+
+    from romanflow.run.executors import make_executor, run_graph
+    from romanflow.run.graph import build_graph
+    from romanflow.run.plan import load_plan
+
+    plan = load_plan(args.plan)
+    if args.refcat:
+        plan.refcat = str(Path(args.refcat))
+    graph = build_graph(plan, args.output_dir)
+    kinds = Counter(t.kind for t in graph)
+    print(f"{plan.source}: {len(graph)} tasks (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
+    if args.dry_run:
+        for t in graph:
+            print(f"  {t.key}  <- {', '.join(t.deps) or '-'}")
+        return 0
+    executor = make_executor(workers=args.workers, scheduler=args.scheduler, memory_limit=args.memory_limit)
+    try:
+        report = run_graph(graph, executor, progress=not (args.no_progress or args.quiet))
+    finally:
+        executor.close()
+    rate = 60.0 * report.detectors / report.wall_s if report.wall_s > 0 and report.detectors else 0.0
+    print(f"{graph.root}: {len(report.done)} task(s) run, {len(report.skipped)} already done, "
+          f"{report.wall_s:.1f} s on {report.executor}" + (f", {rate:.2f} detectors/minute" if rate else ""))
+    return 0
