@@ -13,7 +13,7 @@ import numpy as np
 
 from romanflow.detector import FRAME_TIME, N_BORDER, N_PIX_SCIENCE, ReadPattern, ma_table
 from romanflow.detector_model import DetectorModel
-from romanflow.kernels.correlated_noise import correlated_noise_resultants
+from romanflow.simulate.correlated_noise import correlated_noise_resultants
 from romanflow.kernels.refpix import correct_reference_pixels
 
 

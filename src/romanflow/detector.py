@@ -27,6 +27,7 @@ CHANNEL_WIDTH = 128  #: columns per readout channel (amplifier)
 N_CHANNELS = N_PIX_TOTAL // CHANNEL_WIDTH  #: 32 science channels on a full detector
 AMP33_WIDTH = 128  #: columns of the extra reference output (amp33)
 PAD_CYCLES_PER_ROW = 14  #: idle clock cycles appended to each row of a channel
+ROW_PERIOD = CHANNEL_WIDTH + PAD_CYCLES_PER_ROW  #: pixel times per row of one channel: pixels, then pad cycles
 PIXEL_TIME = 4.915263e-6  #: time to read one pixel of one channel (s)
 PIXEL_SCALE = 0.11  #: nominal pixel scale (arcsec/pixel)
 PIXEL_PITCH_UM = 10.0  #: physical pixel size (micron)

@@ -29,7 +29,8 @@ def test_gwcs_and_fast_projection_agree():
         for name in DETECTORS:
             ra_w, dec_w = g.detector_gwcs(name, pointing)(x, y)
             ra_f, dec_f = g.DetectorProjection(name, pointing).pixel_to_world(x, y)
-            assert sep_mas(ra_w, dec_w, ra_f, dec_f).max() / 3.6e6 < 1e-6, f"{name}: > 1e-6 deg apart"
+            # measured at most 6.7e-4 mas over both pointings and all detectors
+            assert sep_mas(ra_w, dec_w, ra_f, dec_f).max() < 0.01, f"{name}: gwcs and fast path > 0.01 mas apart"
 
 
 def test_small_detector_is_central_patch():

@@ -6,6 +6,7 @@ import pytest
 from geometry_helpers import PIX_X, PIX_Y, sep_mas
 from romanflow import geometry as g
 from romanflow.detector import DETECTORS
+from romanflow.geometry.galsim_fit import fit_distortion, galsim_wcs
 from romanflow.geometry.distortion import PIXEL_CENTER, PIXEL_NORM, V_NORM
 from romanflow.kernels.projection import horner2d
 
@@ -18,7 +19,7 @@ def test_matches_galsim_all_detectors(ra, dec, pa):
     # At these rolls galsim's focal-plane axes lie along the sky's north, where its
     # per-detector construction is that of a rigid focal plane.
     pointing = g.pointing_for(ra, dec, pa)
-    wcs = g.galsim_wcs(pointing)
+    wcs = galsim_wcs(pointing)
     for name in DETECTORS:
         ra_g, dec_g = wcs[name].toWorld(PIX_X + 1.0, PIX_Y + 1.0, units="deg")
         ra_f, dec_f = g.DetectorProjection(name, pointing).pixel_to_world(PIX_X, PIX_Y)
@@ -31,7 +32,7 @@ def test_galsim_other_rolls_within_its_nonrigidity():
     # galsim orients each detector from the sky's north at the detector centre,
     # which departs from a rigid focal plane by a few mas at other rolls.
     pointing = g.pointing_for(150.0, -10.0, 0.0)
-    wcs = g.galsim_wcs(pointing)
+    wcs = galsim_wcs(pointing)
     worst = 0.0
     for name in DETECTORS:
         ra_g, dec_g = wcs[name].toWorld(PIX_X + 1.0, PIX_Y + 1.0, units="deg")
@@ -43,7 +44,7 @@ def test_galsim_other_rolls_within_its_nonrigidity():
 def test_shipped_coefficients_reproduce_a_fresh_fit():
     """Refit from galsim.roman: the shipped polynomials give the same positions over every detector."""
     shipped = g.distortion_table()
-    refit = g.fit_distortion()
+    refit = fit_distortion()
     grid = np.linspace(-0.5, 4087.5, 41)
     x, y = (a.ravel() for a in np.meshgrid(grid, grid))
     u, v = (x - PIXEL_CENTER) / PIXEL_NORM, (y - PIXEL_CENTER) / PIXEL_NORM

@@ -16,8 +16,9 @@ def test_wcsinfo_and_pointing_metadata_round_trip():
     assert g.pointing_from_meta(meta) == pointing
     assert abs(meta["pointing"]["pa_aperture"] - 35.0) < 1e-9
     # V1 lies about half a degree from the WFI centre
-    sep = sep_mas(meta["pointing"]["ra_v1"], meta["pointing"]["dec_v1"], 210.5, -12.25) / 3.6e6
-    assert abs(sep - np.hypot(*g.WFI_CEN_V2V3) / 3600.0) < 1e-3, "V1 distance off by > 1e-3 deg"
+    # (the flat hypot of (V2, V3) ignores the sphere and velocity aberration: measured 438 mas short)
+    sep = sep_mas(meta["pointing"]["ra_v1"], meta["pointing"]["dec_v1"], 210.5, -12.25)
+    assert abs(sep - np.hypot(*g.WFI_CEN_V2V3) * 1e3) < 1000.0, "V1 distance off by > 1 arcsec"
 
 
 def test_s_region_of_gwcs_image_matches_detector_footprint():

@@ -10,7 +10,7 @@ Modules
 -------
 ``pointing``     :class:`Pointing`, the telescope-frame <-> sky rotation
 ``distortion``   per-detector pixel <-> (V2, V3) polynomials, read from the shipped coefficients
-``galsim_fit``   deriving those coefficients from galsim.roman (build time)
+``galsim_fit``   deriving those coefficients from galsim.roman (build time: not imported here)
 ``wcs``          the gwcs of one detector, :func:`local_pixel_scale`
 ``projection``   :class:`DetectorProjection` (fast numba path), :func:`detectors_covering`
 ``metadata``     ``meta.wcsinfo``, ``meta.pointing``, S_REGION polygons
@@ -41,7 +41,6 @@ from romanflow.geometry.distortion import (
     patch_offset,
     read_distortion_file,
 )
-from romanflow.geometry.galsim_fit import fit_distortion, galsim_wcs, write_distortion_file
 from romanflow.geometry.metadata import image_s_region, pointing_meta, polygon_s_region, s_region, wcsinfo_meta
 from romanflow.geometry.pointing import (
     V3_IDEAL_Y_ANGLE,
@@ -84,9 +83,6 @@ __all__ = [
     "detectors_covering",
     "detector_center_v2v3",
     "fit_rms_mas",
-    "fit_distortion",
-    "write_distortion_file",
-    "galsim_wcs",
     "rotation_matrix",
     "v2v3_to_world",
     "world_to_v2v3",

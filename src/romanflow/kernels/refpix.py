@@ -2,7 +2,7 @@
 
 The readout adds to every channel a slow drift of its own and a noise common to
 all channels and to the reference output amp33: 1/f noise and alternating
-column noise (ACN), see :mod:`romanflow.kernels.correlated_noise`. All outputs
+column noise (ACN), see :mod:`romanflow.simulate.correlated_noise`. All outputs
 are clocked together, so in read-time order (odd channels reversed, 14 pad
 cycles after every 128 pixels) the common noise is one time series per read
 that amp33 samples at every pixel time.
@@ -57,8 +57,7 @@ import numba
 import numpy as np
 import scipy.fft
 
-from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, N_BORDER
-from romanflow.kernels.correlated_noise import ROW_PERIOD
+from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, N_BORDER, ROW_PERIOD
 
 #: Logarithmic frequency bands per half of the spectrum used to average the power.
 N_BANDS_PER_HALF = 120

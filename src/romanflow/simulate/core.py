@@ -219,7 +219,7 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
 
     from astropy.time import Time, TimeDelta
 
-    from romanflow.kernels.correlated_noise import correlated_noise_resultants
+    from romanflow.simulate.correlated_noise import correlated_noise_resultants
 
     clock = _time.perf_counter
     timings = {} if timings is None else timings
@@ -441,9 +441,7 @@ def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: 
         ``{'l1': [paths], 'sources': [...], 'rate': [...], 'cosmic_rays': [...],
         'wcs': [...], 'gaia': path, 'scene': path}``.
     """
-    import asdf
-
-    from romanflow.formats.asdf_io import atomic_path, write_l1
+    from romanflow.formats.asdf_io import atomic_path
 
     optical_element = check_filter(optical_element)
     detectors = [detector_name(d) for d in (detectors if not isinstance(detectors, (str, int)) else [detectors])]

@@ -40,10 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.fft
 
-from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, PAD_CYCLES_PER_ROW
-
-#: Samples per row of one channel's time series: pixels then pad cycles.
-ROW_PERIOD = CHANNEL_WIDTH + PAD_CYCLES_PER_ROW
+from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, ROW_PERIOD
 
 
 def one_over_f_spectrum(n_samples: int) -> np.ndarray:
