@@ -50,3 +50,18 @@ def test_bad_files(tmp_path):
         read_refcat(nocols)
     with pytest.raises(RomanflowError):
         write_refcat(pd.DataFrame({"x": [1.0]}), tmp_path / "w.parquet")
+
+
+def test_unusable_positions_and_columns_name_the_file(tmp_path):
+    nan = tmp_path / "nan.parquet"
+    pd.DataFrame({"ra": [10.0, np.nan], "dec": [0.0, 0.1]}).to_parquet(nan)
+    with pytest.raises(InputFileError, match="nan.parquet.*1 of 2 rows"):
+        read_refcat(nan)
+    text = tmp_path / "text.parquet"
+    pd.DataFrame({"ra": [10.0], "dec": [0.0], "pmra": ["fast"]}).to_parquet(text)
+    with pytest.raises(InputFileError, match="text.parquet.*pmra is not numeric"):
+        read_refcat(text)
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"ra": np.zeros(0), "dec": np.zeros(0)}).to_parquet(empty)
+    with pytest.raises(InputFileError, match="no rows"):
+        read_refcat(empty)

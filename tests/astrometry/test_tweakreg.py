@@ -1,6 +1,7 @@
 """tweakreg on simulated exposures: injected pointing errors are recovered against the simulator's truth."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -142,3 +143,43 @@ def test_reference_catalog_elsewhere_keeps_wcs(exposure):
         assert im.meta["wcs_fit_results"]["status"] == "FAILED"
     with pytest.warns(TweakregWarning, match="empty"):
         tweakreg(images, catalogs, refcat[:0])
+
+
+@pytest.mark.parametrize("option,value", [("searchrad", -1.0), ("searchrad", float("nan")), ("tolerance", 0.0),
+                                          ("minobj", 0), ("max_rotation", -0.1)])
+def test_unusable_options_are_parameter_errors(option, value):
+    from romanflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=option):
+        tweakreg([], [], None, **{option: value})
+
+
+@pytest.mark.parametrize("option,value", [("snr_threshold", 0.0), ("searchrad", -1.0), ("minobj", 0)])
+def test_align_files_checks_options_before_reading(tmp_path, option, value):
+    from romanflow.astrometry.pipeline import align_files
+    from romanflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=option):
+        align_files([tmp_path / "none_cal.asdf"], tmp_path / "none.parquet", **{option: value})
+
+
+def test_write_alignment_keeps_every_array(simulated, tmp_path):
+    """Rewriting after a fit, successful or not, changes the WCS and metadata only."""
+    import roman_datamodels.datamodels as rdm
+
+    from romanflow.astrometry.pipeline import align_files
+
+    source = simulated["l2"][0]
+    with rdm.open(source) as model:
+        before = {k: np.array(model[k]) for k in model.keys() if k != "meta"}
+    assert np.any(before["amp33"])
+    for minobj, status in ((10, "SUCCESS"), (10_000, "FAILED")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TweakregWarning)
+            (path, result), = align_files([source], simulated["gaia"], output_dir=tmp_path / str(minobj),
+                                          minobj=minobj)
+        assert result["status"] == status
+        with rdm.open(path) as model:
+            assert set(model.keys()) == set(before) | {"meta"}
+            for name, array in before.items():
+                assert np.array_equal(np.array(model[name]), array), name

@@ -8,6 +8,7 @@ from scipy.spatial import cKDTree
 from romanflow.catalog import detect
 from romanflow.catalog.source_catalog import BandImage, make_catalog
 from romanflow.catalog.synthetic import random_scene, render, tan_wcs
+from romanflow.errors import RomanflowError
 
 SHAPE = (512, 512)
 SCALE = 0.055
@@ -101,3 +102,26 @@ def test_nothing_detected_on_or_beyond_a_ragged_coverage_edge():
     assert segm is not None
     assert distance[segm.data > 0].min() > margin
     assert segm.n_labels == len(range(20, SHAPE[0], 40))
+
+
+def test_background_with_a_masked_row_in_every_box():
+    """Every seventh row masked (14%, more than photutils' default 10% per box): still a background."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(1.0, 0.1, (256, 256))
+    mask = np.zeros(data.shape, bool)
+    mask[::7] = True
+    data[mask] = np.nan
+    background, rms = detect.estimate_background(data, mask=mask)
+    assert abs(float(np.median(background)) - 1.0) < 0.01 and abs(float(np.median(rms)) - 0.1) < 0.01
+    with pytest.raises(RomanflowError, match="too few usable pixels"):
+        detect.estimate_background(data, mask=np.ones(data.shape, bool))
+
+
+@pytest.mark.parametrize("option,value", [("snr_threshold", -3.0), ("snr_threshold", 0.0), ("n_pixels", 0)])
+def test_make_catalog_rejects_unusable_options(option, value):
+    from romanflow.errors import ParameterError
+
+    image = BandImage(band="F158", data=np.zeros((64, 64), np.float32), err=np.ones((64, 64), np.float32),
+                      wcs=tan_wcs((64, 64)), njy_per_pixel=1.0, psf_fwhm_arcsec=0.15)
+    with pytest.raises(ParameterError, match=option):
+        make_catalog(image, **{option: value})

@@ -134,3 +134,142 @@ def test_internal_error_is_exit_1_with_traceback(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Traceback" in err
     assert err.rstrip().splitlines()[-1] == "romanflow refs prune: internal error: ValueError: shapes (4, 4) and (5, 5) differ"
+
+
+# ----------------------------------------------------------------------------- validated argument types
+from romanflow.cli import EXIT_BROKEN_PIPE  # noqa: E402
+from romanflow.cli.options import (  # noqa: E402
+    finite_float,
+    iso_time,
+    latitude,
+    memory_size,
+    non_negative_float,
+    output_dir,
+    output_file,
+    positive_float,
+    progress_bar,
+)
+
+
+@pytest.mark.parametrize("parse, text, value", [
+    (finite_float, "-3.5", -3.5), (finite_float, "1e3", 1000.0), (finite_float, "0", 0.0),
+    (positive_float, "0.055", 0.055), (positive_float, "1e-9", 1e-9),
+    (non_negative_float, "0", 0.0), (non_negative_float, "2.5", 2.5),
+    (latitude, "-90", -90.0), (latitude, "90", 90.0), (latitude, "66.5", 66.5),
+])
+def test_number_types_accept(parse, text, value):
+    assert parse(text) == value
+
+
+@pytest.mark.parametrize("parse, text", [
+    (finite_float, "nan"), (finite_float, "inf"), (finite_float, "-inf"), (finite_float, "abc"), (finite_float, ""),
+    (positive_float, "0"), (positive_float, "-1"), (positive_float, "nan"), (positive_float, "inf"),
+    (positive_float, "x"), (non_negative_float, "-0.1"), (non_negative_float, "nan"), (non_negative_float, "inf"),
+    (latitude, "90.0001"), (latitude, "-91"), (latitude, "nan"), (latitude, "inf"), (latitude, "north"),
+])
+def test_number_types_refuse_with_the_value_in_the_message(parse, text):
+    with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace("(", r"\(")):
+        parse(text)
+
+
+@pytest.mark.parametrize("text, isot", [
+    ("2027-06-01T00:00:00", "2027-06-01T00:00:00.000"), ("2027-06-01 12:30:00", "2027-06-01T12:30:00.000"),
+    ("2027-06-01", "2027-06-01T00:00:00.000"), ("2027-06-01T00:00:00Z", "2027-06-01T00:00:00.000"),
+])
+def test_iso_time_is_utc(text, isot):
+    value = iso_time(text)
+    assert value.scale == "utc" and value.isot == isot
+
+
+@pytest.mark.parametrize("text", ["garbage", "2027-13-45T00:00:00", "58000", "nan", "", "2027-06-01T25:00:00"])
+def test_iso_time_refuses(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="UTC date"):
+        iso_time(text)
+
+
+@pytest.mark.parametrize("text, value", [("8GiB", 8 * 2**30), ("500MB", 500_000_000), ("2e9", 2_000_000_000),
+                                         ("1.5 kB", 1500)])
+def test_memory_size(text, value):
+    assert memory_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["lots", "0", "-1GB", "GB", "", "  ", "nan", "8 parsecs"])
+def test_memory_size_refuses(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="amount of memory"):
+        memory_size(text)
+
+
+def test_output_locations(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    assert output_dir(str(tmp_path / "new" / "deeper")) == str(tmp_path / "new" / "deeper")
+    assert output_dir(str(tmp_path)) == str(tmp_path)
+    assert output_file(str(tmp_path / "new" / "plan.yaml")) == str(tmp_path / "new" / "plan.yaml")
+    for parse, text, problem in [
+        (output_dir, notes, "not a folder"), (output_dir, notes / "out", "not a folder"),
+        (output_dir, tmp_path / ("n" * 300), "name too long"), (output_dir, "", "expected a folder"),
+        (output_file, tmp_path, "is a folder"), (output_file, notes / "plan.yaml", "not a folder"),
+        (output_file, tmp_path / ("n" * 300) / "plan.yaml", "name too long"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=problem):
+            parse(str(text))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created by checking
+
+
+def test_an_unusable_output_folder_is_a_parse_error(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.write_text("mine\n")
+    assert main(["demo", "-o", str(notes / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("romanflow demo: error: argument -o/--output-dir:"), err
+    assert notes.read_text() == "mine\n"
+
+
+def test_demo_checks_its_default_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_output").write_text("mine\n")
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output-dir" in err and "demo_output" in err, err
+    assert (tmp_path / "demo_output").read_text() == "mine\n"
+
+
+# ----------------------------------------------------------------------------- progress and broken pipes
+def test_progress_bar_only_on_a_terminal_and_erased_by_an_error(capsys):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    args = argparse.Namespace(quiet=False)
+    with progress_bar(args, total=3) as bar:  # stderr is captured: not a terminal
+        bar.update(1)
+    assert capsys.readouterr().err == ""
+    terminal = Terminal()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", terminal)
+        with pytest.raises(RuntimeError):
+            with progress_bar(args, total=3, desc="work") as bar:
+                bar.update(1)
+                raise RuntimeError("stop")
+    shown = terminal.getvalue()
+    assert "work" in shown and not shown.endswith("\n")  # the bar's line is cleared, not left above the error
+    assert shown.rsplit("\r", 1)[-1].strip() == ""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", Terminal())
+        with progress_bar(argparse.Namespace(quiet=True), total=3) as bar:
+            bar.update(1)
+        assert sys.stderr.getvalue() == ""
+
+
+def test_broken_stdout_ends_with_141_and_no_message(capsys, monkeypatch):
+    import io
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["catalog", "columns"]) == EXIT_BROKEN_PIPE == 141
+    assert capsys.readouterr().err == ""

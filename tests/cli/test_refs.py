@@ -53,9 +53,9 @@ def test_best_prints_one_line_per_type(l1_file, store, capsys):
     choices = dict(line.split(None, 1) for line in lines)
     assert tuple(choices) == TYPES
     assert choices["refpix"] == "N/A"
-    assert choices["flat"] == str(_store_dir(store) / "roman_wfi_flat_wfi08_f106_0001.asdf")
-    assert choices["dark"].endswith("roman_wfi_dark_wfi08_0001.asdf")
-    assert read_reference(choices["flat"], "flat").data.shape == (N, N)
+    assert choices["flat"] == str(_store_dir(store) / "roman_wfi_flat_wfi08_f106_0002.asdf")
+    assert choices["dark"].endswith("roman_wfi_dark_wfi08_0002.asdf")
+    assert read_reference(choices["flat"], "flat").data.shape == (SIZE, SIZE)  # the L2 image shape
 
 
 def test_best_with_override(l1_file, store, tmp_path, capsys):
@@ -66,7 +66,7 @@ def test_best_with_override(l1_file, store, tmp_path, capsys):
     assert main(["refs", "best", str(l1_file), "--store", str(store), "--override-flat", str(mine)]) == 0
     assert dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())["flat"] == str(mine)
     # The wrong model type as an override: one clear line, exit 2.
-    dark = _store_dir(store) / "roman_wfi_dark_wfi08_0001.asdf"
+    dark = _store_dir(store) / "roman_wfi_dark_wfi08_0002.asdf"
     code = main(["refs", "best", str(l1_file), "--store", str(store), "--override-flat", str(dark)])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
@@ -82,6 +82,7 @@ def _check_error(argv, capsys, folder, expected):
     assert err.count("\n") == 1 and err.startswith("romanflow refs") and ": error: " in err
     assert expected in err
     assert _files(folder) == before  # nothing written, nothing partial
+    return err
 
 
 def test_truncated_file(l1_file, store, tmp_path, capsys):
@@ -95,7 +96,7 @@ def test_truncated_file(l1_file, store, tmp_path, capsys):
 def test_wrong_model_type(store, tmp_path, capsys):
     from romanflow.refdata import ReferenceStore
 
-    made = ReferenceStore(store, science_size=SIZE).materialize("roman_wfi_flat_wfi01_f158_0001.asdf")
+    made = ReferenceStore(store, science_size=SIZE).materialize("roman_wfi_flat_wfi01_f158_0002.asdf")
     flat = tmp_path / "flat.asdf"
     flat.write_bytes(made.read_bytes())
     _check_error(["refs", "best", str(flat), "--store", str(store)], capsys, tmp_path,
@@ -107,8 +108,9 @@ def test_missing_metadata(l1_file, store, tmp_path, capsys):
     assert raw.count(b"start_time:") >= 1
     broken = tmp_path / "nostart_uncal.asdf"
     broken.write_bytes(raw.replace(b"start_time:", b"start_tim_:", 1))  # same length keeps blocks valid
-    _check_error(["refs", "best", str(broken), "--store", str(store)], capsys, tmp_path,
-                 "missing metadata: meta.exposure.start_time")
+    err = _check_error(["refs", "best", str(broken), "--store", str(store)], capsys, tmp_path,
+                       "nostart_uncal.asdf: ")
+    assert "start_time" in err
 
 
 def test_init_subset_and_bad_detector(store, tmp_path, capsys):
@@ -135,4 +137,24 @@ def test_command_line_exit_code(l1_file, store, tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
-    assert "renamed_uncal.asdf: missing metadata: meta.exposure.start_time" in result.stderr
+    assert "renamed_uncal.asdf: " in result.stderr and "start_time" in result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "-8", "nan"])
+def test_init_refuses_a_size_that_is_not_a_detector_size(tmp_path, capsys, size):
+    _check_error(["refs", "init", "--size", size, "--store", str(tmp_path / "s")], capsys, tmp_path,
+                 "argument --size: ")
+
+
+def test_best_on_a_folder_or_a_missing_file(store, tmp_path, capsys):
+    _check_error(["refs", "best", str(tmp_path), "--store", str(store)], capsys, tmp_path,
+                 f"{tmp_path}: is a folder, not a file")
+    _check_error(["refs", "best", str(tmp_path / "absent_uncal.asdf"), "--store", str(store)], capsys, tmp_path,
+                 "absent_uncal.asdf: no such file")
+
+
+def test_init_into_a_store_under_a_regular_file(tmp_path, capsys):
+    (tmp_path / "plain").write_text("mine\n")
+    _check_error(["refs", "init", "--size", str(SIZE), "--detectors", "WFI01", "--filters", "F158",
+                  "--store", str(tmp_path / "plain" / "refs")], capsys, tmp_path, "plain")
+    assert (tmp_path / "plain").read_text() == "mine\n"

@@ -11,6 +11,7 @@ def test_prune_removes_only_stale_stores(tmp_path, capsys):
     old = tmp_path / "248_0123456789"
     old.mkdir()
     (old / "roman_wfi_dark_wfi01_0001.asdf").write_bytes(b"x" * 1000)
+    (old / "romanflow_0001.context.yaml").write_text("rules: []\n")
     (tmp_path / "notes").mkdir()  # not a store folder: left alone
     assert [p for p, _ in stale_stores(tmp_path)] == [old]
     assert current.directory.name.endswith(parameter_fingerprint())

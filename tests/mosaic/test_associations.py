@@ -66,3 +66,27 @@ def test_bad_association_is_a_clear_error(tmp_path):
     with pytest.raises(InputFileError, match="lacks"):
         load_association(bad)
     assert main(["mosaic", str(bad)]) == 2
+
+
+def test_requested_sky_cells_must_exist_and_be_touched(l2_dir, scene):
+    from romanflow.errors import ParameterError
+    from romanflow.mosaic.skycells import skycell_containing, skycell_wcs
+
+    summaries = [summarize_l2(p) for p in sorted(l2_dir.glob("*.asdf"))]
+    with pytest.raises(ParameterError, match="skycells='nonsense'"):
+        build_associations(summaries, skycells={"nonsense"})
+    ra, dec = skycell_wcs(scene.cell).wcs.crval
+    elsewhere = skycell_containing(ra + 2.0, dec)[0]
+    with pytest.raises(ParameterError, match=f"--skycell='{elsewhere}': no input touches this sky cell"):
+        build_associations(summaries, skycells=[elsewhere], parameter="--skycell")
+    assert {a["target"] for a in build_associations(summaries, skycells=[scene.cell])} == {scene.cell}
+
+
+@pytest.mark.parametrize("content", ["5", "[1, 2]", '"text"', "{", '{"products": []}'])
+def test_load_association_names_the_file(tmp_path, content):
+    path = tmp_path / "x_asn.json"
+    path.write_text(content)
+    with pytest.raises(InputFileError, match="x_asn.json: "):
+        load_association(path)
+    with pytest.raises(InputFileError, match="is a folder"):
+        load_association(tmp_path)

@@ -157,3 +157,30 @@ def test_mosaic_records_the_time_span_of_its_inputs(scene, tmp_path):
         assert info.time_last.isot.startswith("2027-06-03T12:02:19")
         assert abs(info.time_mean.mjd - (Time("2027-06-01T00:01:09.9").mjd + Time("2027-06-03T12:01:09.9").mjd) / 2) < 1e-6
         model.validate()
+
+
+def test_an_input_without_a_usable_pixel_is_left_out_with_a_warning(scene, caplog):
+    empty = scene.image(5)
+    empty.data[:] = np.nan
+    empty.meta["filename"] = "empty_cal.asdf"
+    with caplog.at_level("WARNING", logger="romanflow.mosaic"):
+        product = resample([scene.image(0), empty, scene.image(1)], scene.wcs, sky_match=False)
+    assert any("empty_cal.asdf: no usable pixel" in r.getMessage() for r in caplog.records)
+    assert product.meta["n_inputs"] == 2 and product.meta["left_out"] == [1]
+    assert [i.name for i in product.inputs] == [scene.image(0).meta["filename"], scene.image(1).meta["filename"]]
+
+
+def test_no_usable_pixel_at_all_is_an_error(scene):
+    from romanflow.mosaic.resample import NoUsablePixelsError
+    from romanflow.mosaic.skycells import cutout_wcs
+
+    flagged = scene.image(0)
+    flagged.dq[:] = 1  # DO_NOT_USE everywhere
+    empty = scene.image(1)
+    empty.data[:] = np.nan
+    with pytest.raises(NoUsablePixelsError, match="none of the 2 input"):
+        resample([flagged, empty], scene.wcs)
+    # inputs with good pixels, but a grid away from them: a corner of the cutout the data do not reach
+    far = cutout_wcs(scene.wcs, 0, 0, 20, 20)
+    with pytest.raises(NoUsablePixelsError, match="falls on the output grid"):
+        resample([scene.image(0)], far)

@@ -153,3 +153,23 @@ def test_skycells_for_image_lists_cells_the_image_touches():
         x, y = sc.skycell_wcs(name).world_to_pixel_values(ra, dec)
         inside = (x >= -0.5) & (x < 4999.5) & (y >= -0.5) & (y < 4999.5)
         assert inside.any(), name
+
+
+@pytest.mark.parametrize("cutout", [(0, 0, 0, 10), (0, 0, 10, -5), (5000, 0, 10, 10), (-20, -20, 10, 10)])
+def test_cutouts_that_are_empty_or_miss_the_cell_are_refused(cutout):
+    from romanflow.errors import ParameterError
+
+    wcs = sc.skycell_wcs("148p03x03y07")
+    with pytest.raises(ParameterError, match="cutout"):
+        sc.cutout_wcs(wcs, *cutout)
+    assert sc.cutout_wcs(wcs, -10, -10, 20, 20).array_shape == (20, 20)  # past the edge, but meeting the cell
+    with pytest.raises(ParameterError, match="inside the sky cell"):
+        sc.check_cutout(wcs, -10, -10, 20, 20, inside=True, name="--cutout")
+
+
+@pytest.mark.parametrize("scale", [float("nan"), -0.055, 0.0, 0.07])
+def test_pixel_scales_that_do_not_bin_the_cell_grid(scale):
+    from romanflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="pixel_scale"):
+        sc.skycell_wcs("148p03x03y07", scale)

@@ -47,7 +47,7 @@ def test_files_are_made_on_first_use_and_reused(store):
     assert select_reference("dark", META, store.context_path) == path
     # Without building, a store path may be returned before the file exists.
     planned = select_reference("flat", META, store, build=False)
-    assert planned.name == "roman_wfi_flat_wfi12_f184_0001.asdf" and not planned.exists()
+    assert planned.name == "roman_wfi_flat_wfi12_f184_0002.asdf" and not planned.exists()
 
 
 def test_best_references_covers_every_type(store):
@@ -89,7 +89,7 @@ def _materialize(root, name):
 
 
 def test_concurrent_processes_share_the_store(tmp_path):
-    name = "roman_wfi_readnoise_wfi03_0001.asdf"
+    name = "roman_wfi_readnoise_wfi03_0002.asdf"
     ctx = multiprocessing.get_context("fork")
     workers = [ctx.Process(target=_materialize, args=(tmp_path, name)) for _ in range(3)]
     for w in workers:
@@ -108,9 +108,9 @@ def test_build_subset_reports_figures(store):
     figures = store.build(detectors=["WFI02"], filters=["F087"], reftypes=["gain", "flat", "matable"])
     assert figures["files"] == 3 and figures["built"] == 3 and figures["bytes"] > 0
     names = sorted(p.name for p in store.directory.glob("*.asdf"))
-    assert names == ["roman_wfi_flat_wfi02_f087_0001.asdf", "roman_wfi_gain_wfi02_0001.asdf",
-                     "roman_wfi_matable_0001.asdf"]
+    assert names == ["roman_wfi_flat_wfi02_f087_0002.asdf", "roman_wfi_gain_wfi02_0002.asdf",
+                     "roman_wfi_matable_0002.asdf"]
     again = store.build(detectors=["WFI02"], filters=["F087"], reftypes=["gain", "flat", "matable"])
     assert again["built"] == 0 and again["bytes"] == figures["bytes"]
     with pytest.raises(RomanflowError, match="cannot provide"):
-        store.materialize("roman_wfi_superbias_wfi01_0001.asdf")
+        store.materialize("roman_wfi_superbias_wfi01_0002.asdf")

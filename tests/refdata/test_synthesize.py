@@ -40,21 +40,31 @@ def test_arrays_equal_the_detector_model(tmp_path, model):
 
 def test_flat_and_its_no_flat_field_flags(tmp_path, model):
     ref = _synth(tmp_path, "flat", "F129")
-    flat = model.flat_dn("F129")  # the response in DN: channel gains folded in
+    science = (slice(4, -4), slice(4, -4))
+    flat = model.flat_dn("F129")[science]  # the response in DN: channel gains folded in
     np.testing.assert_array_equal(ref.data, flat)
-    science = np.zeros(flat.shape, bool)
-    science[4:-4, 4:-4] = True
-    dead = science & (flat == 0)
+    dead = flat == 0
     assert dead.sum() > 0  # the model has dead pixels at this size and seed
     assert np.all(ref.dq[dead] & dq.NO_FLAT_FIELD)
     assert not np.any(ref.dq[~dead] & dq.NO_FLAT_FIELD)
     assert ref.meta["instrument"]["optical_element"] == "F129"
-    assert not np.array_equal(ref.data, model.flat_dn("F158"))  # filters differ
+    assert not np.array_equal(ref.data, model.flat_dn("F158")[science])  # filters differ
     # Dividing a rate (DN/s) by the flat gives the rate at the nominal gain: electrons / nominal gain.
-    good = science & ~dead
-    electrons = 100.0 * model.flat("F129")
-    rate = electrons / model.gain
+    good = ~dead
+    electrons = 100.0 * model.flat("F129")[science]
+    rate = electrons / model.gain[science]
     np.testing.assert_allclose(rate[good] / ref.data[good], 100.0 / model.nominal_gain, rtol=1e-5)
+
+
+def test_each_reference_has_the_shape_the_official_step_applies_it_to(tmp_path):
+    """The flat divides the border-trimmed L2 image (romancal's flat_field skips any other shape); the other
+    images are applied to the full-frame ramp (the dark step trims its own border)."""
+    n = SIZE + 8
+    assert _synth(tmp_path, "flat", "F158").data.shape == (SIZE, SIZE)
+    for reftype in ("mask", "saturation", "dark", "gain", "readnoise"):
+        ref = _synth(tmp_path, reftype)
+        assert {a.shape for a in ref.content.values() if isinstance(a, np.ndarray)} == {(n, n)}, reftype
+    assert _synth(tmp_path, "linearity").coeffs.shape[1:] == (n, n)
 
 
 def test_inverse_linearity_accuracy(tmp_path, model):

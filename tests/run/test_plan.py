@@ -1,5 +1,6 @@
 """Survey plans: generation, and clear errors before any work for bad plans."""
 
+import re
 import socket
 
 import pytest
@@ -106,3 +107,40 @@ def test_graph_shape_and_ledger(small_plan, tmp_path):
     assert ledger.done("t")["products"][0]["bytes"] == 3
     product.write_text("abcd")  # changed after the record: no longer done
     assert ledger.done("t") is None
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"exposures": 5}, "exposures: expected a list of exposures"),
+    ({"scene": [1], "exposures": []}, "scene: expected a mapping"),
+    ({"inputs": 7}, "inputs: expected a list of files or folders"),
+    ({"catalog": {"n_pixels": 0}}, "catalog.n_pixels: expected an integer >= 1"),
+    ({"exposures": [{"pointing": {"ra": 1, "dec": 2}, "filter": "F158", "ids": {"visit": "one"}}]},
+     "exposures[0].ids: expected a mapping of non-negative integers"),
+])
+def test_values_of_the_wrong_type_name_the_plan_file_and_the_key(tmp_path, data, message):
+    from romanflow.errors import InputFileError
+
+    path = tmp_path / "typed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputFileError, match=re.escape(message)) as err:
+        load_plan(path)
+    assert err.value.path == str(path)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"size_deg": float("nan")}, "size_deg"), ({"size_deg": -1.0}, "size_deg"), ({"dec": 95.0}, "dec"),
+    ({"pointing_error_arcsec": -1.0}, "pointing_error_arcsec"), ({"ra": float("inf")}, "ra"),
+])
+def test_tiled_plan_refuses_unusable_numbers(kwargs, name):
+    from romanflow.errors import ParameterError
+
+    args = {"ra": 10.0, "dec": -30.0, "size_deg": 0.1, **kwargs}
+    with pytest.raises(ParameterError, match=name):
+        tiled_plan(args.pop("ra"), args.pop("dec"), args.pop("size_deg"), ["F158"], detectors=["WFI01"],
+                   science_size=248, **args)
+
+
+def test_scene_density_must_be_positive(small_plan):
+    small_plan.scene["density_per_arcmin2"] = 0.0
+    with pytest.raises(RomanflowError, match="scene.density_per_arcmin2: expected a finite number > 0"):
+        build_graph(small_plan, "unused")

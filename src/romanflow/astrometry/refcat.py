@@ -52,6 +52,19 @@ def read_refcat(path, *, center=None, radius_deg: float | None = None) -> pd.Dat
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputFileError(path, f"reference catalog lacks column(s) {', '.join(missing)}")
+    for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        if name in df.columns:
+            try:
+                df[name] = pd.to_numeric(df[name], errors="raise").astype(float)
+            except (TypeError, ValueError):
+                raise InputFileError(path, f"reference catalog column {name} is not numeric") from None
+    ra, dec = df["ra"].to_numpy(float), df["dec"].to_numpy(float)
+    bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0))
+    if bad.any():
+        raise InputFileError(path, f"reference catalog has {int(bad.sum())} of {len(df)} rows with NaN, infinite "
+                                   "or out-of-range ra/dec")
+    if len(df) == 0:
+        raise InputFileError(path, "reference catalog has no rows")
     df = complete_columns(df)
     if center is not None and radius_deg is not None:
         df = df[_separation_deg(df["ra"].to_numpy(), df["dec"].to_numpy(), *center) <= radius_deg]

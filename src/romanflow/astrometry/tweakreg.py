@@ -37,6 +37,7 @@ from romanflow.astrometry.refcat import decimal_year, refcat_at_epoch
 from romanflow.provenance import COMPLETE, SKIPPED, mark_step
 from romanflow.source_flags import SOURCE_FLAGS
 from romanflow.detector import PIXEL_SCALE
+from romanflow.errors import ParameterError
 from romanflow.exposure import get_meta
 
 #: Flags that exclude a source from the fit.
@@ -389,6 +390,13 @@ def tweakreg(images, catalogs, refcat, *, fitgeometry: str = "rshift", per_detec
         raise ValueError("tweakreg needs one source catalog per image")
     if fitgeometry not in ("rshift", "rscale"):
         raise ValueError(f"unknown fitgeometry {fitgeometry!r}: expected 'rshift' or 'rscale'")
+    for name, value in (("searchrad", searchrad), ("tolerance", tolerance), ("sigma", sigma)):
+        if not (math.isfinite(value) and value > 0):
+            raise ParameterError(name, value, "must be a finite number > 0")
+    if not (math.isfinite(max_rotation) and max_rotation >= 0):
+        raise ParameterError("max_rotation", max_rotation, "must be a finite number >= 0 (deg)")
+    if int(minobj) != minobj or minobj < 1:
+        raise ParameterError("minobj", minobj, "must be a positive integer")
     groups: dict = {}
     for k, im in enumerate(images):
         if per_detector:

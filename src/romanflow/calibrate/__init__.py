@@ -10,7 +10,10 @@ from romanflow.calibrate.pipeline import (
     calibrate,
     calibrate_exposure,
     calibrate_file,
+    check_calibration_request,
+    output_paths,
     resolve_references,
 )
 
-__all__ = ["STEPS", "CalibrationOptions", "calibrate", "calibrate_exposure", "calibrate_file", "resolve_references"]
+__all__ = ["STEPS", "CalibrationOptions", "calibrate", "calibrate_exposure", "calibrate_file",
+           "check_calibration_request", "output_paths", "resolve_references"]

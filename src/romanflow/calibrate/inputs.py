@@ -31,14 +31,20 @@ def check_ramp_exposure(exposure) -> None:
     ``exposure.data`` must be (n_resultants, ny, nx) with ``n_resultants`` the
     read pattern's, ``nx`` a multiple of the 128-pixel channel width, and
     ``exposure.amp33`` (when present) (n_resultants, ny, 128), the flags (when present)
-    the shape of the data and of a frame; at least 2 resultants.
+    the shape of the data and of a frame; at least 2 resultants; the read pattern
+    that of its MA table (:func:`romanflow.formats.asdf_io.check_read_pattern`).
 
     Raises
     ------
     InputFileError
         Naming the exposure's file (``meta.filename``) and the disagreement.
     """
+    from romanflow.formats.asdf_io import check_read_pattern
+
     source = exposure_source(exposure.meta)
+    exposure_meta = exposure.meta.get("exposure") if isinstance(exposure.meta, dict) else None
+    if isinstance(exposure_meta, dict) and "read_pattern" in exposure_meta:
+        check_read_pattern(source, exposure_meta)
     shape = np.shape(exposure.data)
     if len(shape) != 3:
         raise InputFileError(source, f"data has shape {shape}: expected (n_resultants, ny, nx)")
@@ -92,3 +98,38 @@ def check_reference_frame(reference, frame_shape) -> None:
     if tuple(found) not in allowed:
         raise InputFileError(reference.path, f"{reference.reftype} arrays are {found[0]}x{found[1]} pixels; the "
                                              f"exposure's frames are {full[0]}x{full[1]}")
+
+
+def check_overrides(overrides: dict, used_reftypes, skipped_reftypes=()) -> None:
+    """Check user reference overrides before any work: each is used by a step that runs, and its file holds
+    that type of reference.
+
+    Parameters
+    ----------
+    overrides : dict
+        reftype -> path (or ``'N/A'``, which switches the type off).
+    used_reftypes : iterable of str
+        Reference types the calibration steps read.
+    skipped_reftypes : iterable of str
+        Types read only by steps that are skipped.
+
+    Raises
+    ------
+    ParameterError
+        A type no step reads, or read only by a skipped step.
+    InputFileError
+        Naming a file that is missing or is not a reference of that type.
+    """
+    from romanflow.refdata.selection import check_reference_file, is_not_applicable
+
+    used, skipped = set(used_reftypes), set(skipped_reftypes)
+    for reftype, value in overrides.items():
+        if reftype not in used:
+            raise ParameterError(f"--override-{reftype}", str(value), f"no calibration step reads a {reftype} "
+                                 f"reference; steps read {', '.join(sorted(used))}")
+        if reftype in skipped:
+            raise ParameterError(f"--override-{reftype}", str(value), f"the step reading the {reftype} reference "
+                                 "is skipped")
+        if value is None or is_not_applicable(value):
+            continue
+        check_reference_file(value, reftype)

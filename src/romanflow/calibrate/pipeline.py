@@ -29,7 +29,7 @@ from romanflow.calibrate.ramp_fit import ramp_fit
 from romanflow.calibrate.refpix import refpix
 from romanflow.calibrate.saturation import saturation
 from romanflow.provenance import SKIPPED, mark_step, record_reference
-from romanflow.errors import ParameterError, RomanflowError
+from romanflow.errors import OutputExistsError, ParameterError, RomanflowError
 from romanflow.exposure import RampExposure, RateImage
 from romanflow.kernels.ramp import DEFAULT_METHOD
 
@@ -280,34 +280,143 @@ def output_name(path: Path) -> str:
     return f"{stem}_cal.asdf"
 
 
-def calibrate_file(path, output_dir=None, options: CalibrationOptions | None = None) -> tuple[Path, dict]:
-    """Read an L1 file, calibrate it and write the L2 file; returns (output path, timings)."""
-    from romanflow.formats import read_l1, write_l2
+def calibrate_file(path, output_dir=None, options: CalibrationOptions | None = None, *,
+                   overwrite: bool = True) -> tuple[Path, dict]:
+    """Read an L1 file, calibrate it and write the L2 file; returns (output path, timings).
+
+    ``overwrite`` (default True: a task rerun rewrites its product) False refuses an
+    existing output before any work.
+    """
+    from romanflow.formats import check_output_path, read_l1, write_l2
 
     path = Path(path)
     options = options or CalibrationOptions()
+    out = Path(output_dir) if output_dir is not None else path.parent
+    target = out / output_name(path)
+    check_output_path(target, overwrite=overwrite)
     start = time.perf_counter()
     exposure = read_l1(path)
     read_time = time.perf_counter() - start
     references = resolve_references(exposure.meta, exposure.science_size, options)
     image, timings = calibrate_exposure(exposure, options, references)
-    out = Path(output_dir) if output_dir is not None else path.parent
-    target = out / output_name(path)
     start = time.perf_counter()
     write_l2(image, target)
     timings = {"read": read_time, **timings, "write": time.perf_counter() - start}
     return target, timings
 
 
-def _init_worker(threads: int) -> None:
+def output_paths(inputs, output_dir=None) -> list[Path]:
+    """The L2 path each L1 input is calibrated into (``output_dir``, or beside the input)."""
+    return [(Path(output_dir) if output_dir is not None else Path(p).parent) / output_name(Path(p)) for p in inputs]
+
+
+def check_calibration_request(paths, output_dir=None, options: CalibrationOptions | None = None, *,
+                              overwrite: bool = False) -> list[Path]:
+    """Everything checked before any calibration work; returns the output paths in input order.
+
+    Every input is a readable L1 file (metadata, MA table, shapes); no two inputs give
+    the same output; no output replaces an input, a folder, or (unless ``overwrite``)
+    an existing file; the output folders can be written; every reference override is
+    used by a step that runs and holds that type of reference; a context file exists.
+
+    Raises
+    ------
+    InputFileError, ParameterError, OutputExistsError, OSError
+        Naming the file or parameter.
+    """
+    from romanflow.calibrate.inputs import check_overrides
+    from romanflow.errors import InputFileError
+    from romanflow.formats import check_l1, check_output_path, check_product_name
+
+    options = options or CalibrationOptions()
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ParameterError("inputs", [], "no L1 file given")
+    for p in paths:
+        check_l1(p)
+    targets = output_paths(paths, output_dir)
+    seen: dict[str, Path] = {}
+    for p, target in zip(paths, targets):
+        key = os.path.normcase(os.path.abspath(target))
+        if key in seen:
+            first = seen[key]
+            if os.path.abspath(first) == os.path.abspath(p):
+                raise InputFileError(p, f"is given twice (both would be calibrated into {target})")
+            raise ParameterError("inputs", [str(first), str(p)], f"both would be calibrated into {target}: "
+                                 "rename one, or calibrate them into different folders")
+        seen[key] = p
+    inputs = {os.path.realpath(p) for p in paths}
+    for p, target in zip(paths, targets):
+        if os.path.realpath(target) in inputs:
+            raise OutputExistsError(target, f"is an input: calibrating {p} would replace it")
+        check_product_name(target)
+        check_output_path(target, overwrite=overwrite)
+    used = {t for step in STEPS if step not in options.skip for t in STEP_REFTYPES.get(step, ())}
+    skipped = {t for step in options.skip for t in STEP_REFTYPES.get(step, ())} - used
+    check_overrides(options.overrides, used | skipped, skipped)
+    if isinstance(options.context, (str, os.PathLike)) and not Path(options.context).is_file():
+        raise InputFileError(options.context, "reference context file not found")
+    return targets
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this process as soon as the process ``parent_pid`` is gone (polled every 0.5 s)."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when its parent ends, even by SIGKILL.
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere: a daemon thread also polls the parent's pid.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="romanflow-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     import numba
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     numba.set_num_threads(max(1, threads))
 
 
+def _failure_error(failures: list, n_inputs: int) -> RomanflowError:
+    """One error for the inputs that failed (the first one's own error when only one did)."""
+    if len(failures) == 1:
+        return failures[0][1]
+    messages = list(dict.fromkeys(str(exc) for _, exc in failures))
+    shown = "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
+    return RomanflowError(f"{len(failures)} of {n_inputs} inputs not calibrated: {shown}")
+
+
 def calibrate(inputs, output_dir=None, *, options: CalibrationOptions | None = None, workers: int | None = None,
-              progress=None) -> list[Path]:
+              progress=None, overwrite: bool = False) -> list[Path]:
     """Calibrate several L1 files; returns the L2 paths in input order.
+
+    Everything that can be checked without calibrating (:func:`check_calibration_request`)
+    is checked first, for every input, so a bad request stops before any work. When an
+    input fails during calibration (a damaged array block, a worker process lost), the
+    other inputs are still calibrated and their outputs kept (each reported to
+    ``progress``), then the failure is raised naming the input.
 
     Parameters
     ----------
@@ -318,33 +427,70 @@ def calibrate(inputs, output_dir=None, *, options: CalibrationOptions | None = N
     options : CalibrationOptions, optional
         Steps to skip, reference overrides, ramp method.
     workers : int, optional
-        Processes to use (default: one per core, at most one per file).
+        Processes to use (default: one per core, at most one per file). Worker
+        processes end with the calling process, even when it is killed.
     progress : callable, optional
         Called with each finished output path (e.g. to advance a progress bar).
-    """
-    from romanflow.formats import check_l1
+    overwrite : bool
+        Replace existing output files (default False: an existing output is refused
+        before any work).
 
+    Raises
+    ------
+    RomanflowError
+        A bad request (before any work), or the input(s) that failed.
+    """
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
-    for p in paths:  # every input is checked before any work starts
-        check_l1(p)
     options = options or CalibrationOptions()
+    check_calibration_request(paths, output_dir, options, overwrite=overwrite)
     workers = min(len(paths), workers or os.cpu_count() or 1)
+    results: dict[int, Path] = {}
+    failures: list = []
     if workers <= 1:
-        results = []
-        for p in paths:
-            results.append(calibrate_file(p, output_dir, options)[0])
+        for i, p in enumerate(paths):
+            try:
+                results[i] = calibrate_file(p, output_dir, options, overwrite=overwrite)[0]
+            except RomanflowError as exc:
+                failures.append((i, exc))
+                continue
             if progress:
-                progress(results[-1])
-        return results
+                progress(results[i])
+    else:
+        _calibrate_in_processes(paths, output_dir, options, workers, overwrite, results, failures, progress)
+    if failures:
+        raise _failure_error(sorted(failures, key=lambda f: f[0]), len(paths))
+    return [results[i] for i in range(len(paths))]
+
+
+def _calibrate_in_processes(paths, output_dir, options, workers, overwrite, results, failures, progress) -> None:
+    """Calibrate ``paths`` in a pool of spawned processes; fill ``results`` and ``failures`` by input index."""
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    from romanflow.errors import InputFileError
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    results: dict[int, Path] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(calibrate_file, p, output_dir, options): i for i, p in enumerate(paths)}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    try:
+        futures = {pool.submit(calibrate_file, p, output_dir, options, overwrite=overwrite): i
+                   for i, p in enumerate(paths)}
         for future in as_completed(futures):
-            results[futures[future]] = future.result()[0]
+            i = futures[future]
+            try:
+                results[i] = future.result()[0]
+            except RomanflowError as exc:
+                failures.append((i, exc))
+                continue
+            except BrokenProcessPool:
+                failures.append((i, InputFileError(paths[i], "its calibration process ended unexpectedly "
+                                                             "(out of memory?)")))
+                continue
             if progress:
-                progress(results[futures[future]])
-    return [results[i] for i in range(len(paths))]
+                progress(results[i])
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        raise
+    pool.shutdown(wait=True)

@@ -12,6 +12,11 @@ def _photutils():
     return photutils
 
 
+#: Largest percentage of masked pixels a background box may have, tried in turn until some boxes qualify
+#: (photutils' default first; rows or columns of bad pixels can push every box past it).
+BACKGROUND_EXCLUDE_PERCENTILES = (10.0, 50.0, 90.0)
+
+
 def estimate_background(data, *, box_size: int = 64, filter_size: int = 3, mask=None):
     """Smooth background and its RMS from sigma-clipped medians in boxes.
 
@@ -34,11 +39,19 @@ def estimate_background(data, *, box_size: int = 64, filter_size: int = 3, mask=
     _photutils()
     from photutils.background import Background2D, MedianBackground
 
+    from romanflow.errors import RomanflowError
+
     box = (min(box_size, data.shape[0]), min(box_size, data.shape[1]))
-    bkg = Background2D(
-        data, box, filter_size=(filter_size, filter_size), bkg_estimator=MedianBackground(), mask=mask
-    )
-    return np.asarray(bkg.background, dtype=np.float32), np.asarray(bkg.background_rms, dtype=np.float32)
+    for exclude_percentile in BACKGROUND_EXCLUDE_PERCENTILES:
+        try:
+            bkg = Background2D(data, box, filter_size=(filter_size, filter_size), bkg_estimator=MedianBackground(),
+                               mask=mask, exclude_percentile=exclude_percentile)
+        except ValueError:  # every box has too many masked pixels: accept boxes with fewer usable ones
+            continue
+        return np.asarray(bkg.background, dtype=np.float32), np.asarray(bkg.background_rms, dtype=np.float32)
+    usable = data.size if mask is None else int(np.count_nonzero(~np.asarray(mask, bool)))
+    raise RomanflowError(f"too few usable pixels for a background estimate ({usable} of {data.size}; every "
+                         f"{box[0]}x{box[1]} box has more than {BACKGROUND_EXCLUDE_PERCENTILES[-1]:.0f}% masked)")
 
 
 def gaussian_kernel(fwhm_pix: float) -> np.ndarray:
@@ -289,6 +302,8 @@ def segment_sources(
         usable = distance > edge_margin_pix
     if noise_scale is None:
         noise_scale = smoothed_noise_scale(convolved, noise, usable)
+    if not usable.any():  # every pixel masked or too close to a masked one
+        return None, convolved, noise_scale
     threshold = np.where(usable, snr_threshold * noise_scale * noise, np.inf)
     segm = detect_sources(convolved, threshold, n_pixels=n_pixels, mask=~usable)
     if segm is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from romanflow.errors import InputFileError
+from romanflow.errors import InputFileError, OutputExistsError
 
 #: Prefix of romanflow's own schema-metadata keys.
 PROVENANCE_PREFIX = "romanflow."
@@ -116,6 +116,40 @@ def table_to_arrow(table, provenance: dict | None = None):
     schema_meta.update(provenance_metadata(catalog_provenance(table, provenance)))
     schema = pa.schema(fields, metadata={k.encode(): v.encode() for k, v in schema_meta.items()})
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def check_catalog_destination(path, *, overwrite: bool = False) -> Path:
+    """Check a catalog file can be written at ``path`` without losing anything; create nothing.
+
+    Accepted: a path that does not exist, in a folder that exists or can be
+    created; with ``overwrite``, also an existing Parquet file. Raises
+    :class:`~romanflow.errors.OutputExistsError` for an existing file without
+    ``overwrite`` and :class:`~romanflow.errors.InputFileError` for anything
+    else (a folder, a file that is not Parquet, a path under a file, a folder
+    that is not writable).
+    """
+    import os
+
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if os.path.lexists(path):
+        if path.is_dir() or not path.is_file():
+            raise InputFileError(path, "exists and is not a catalog file; not replaced")
+        if not overwrite:
+            raise OutputExistsError(path)
+        try:
+            pq.read_schema(path)
+        except Exception:  # noqa: BLE001 - pyarrow raises many kinds for a file that is not Parquet
+            raise InputFileError(path, "exists and is not a Parquet catalog; not replaced") from None
+    existing = path.absolute().parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputFileError(existing, f"is not a folder: cannot write {path}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputFileError(existing, f"folder is not writable: cannot write {path}")
+    return path
 
 
 def write_catalog_parquet(table, path, *, columns=None, provenance: dict | None = None) -> Path:

@@ -61,7 +61,12 @@ def prepare_image(image: BandImage, *, background_box: int, detect_snr: float) -
         data - background, err, kernel_fwhm_pix=fwhm_guess, snr_threshold=detect_snr, n_pixels=5, deblend=False, mask=bad
     )
     sources = detect.source_mask(segm, dilate=int(np.ceil(2 * fwhm_guess)), shape=data.shape)
-    background, _ = detect.estimate_background(data, box_size=background_box, mask=bad | sources)
+    try:
+        background, _ = detect.estimate_background(data, box_size=background_box, mask=bad | sources)
+    except RomanflowError:  # sources cover nearly every box: keep the first pass
+        sources = np.zeros_like(bad)
+        record_fallback(fallbacks, f"{image.band}: sources cover too much of the image for a source-masked "
+                                   "background; the background is from all usable pixels", _log)
     data = np.where(bad, 0.0, data - background).astype(np.float32)
     # PSF fits are weighted by the error of the background alone: the total error's Poisson
     # part follows each pixel's own noisy signal, and such weights bias bright sources low.

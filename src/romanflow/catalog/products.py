@@ -22,7 +22,7 @@ from romanflow.catalog.photometry import (
     roman_psf_model,
 )
 from romanflow.catalog.schema import band_token
-from romanflow.errors import InputFileError, RomanflowError
+from romanflow.errors import InputFileError, ParameterError, RomanflowError
 from romanflow.exposure import get_meta
 from romanflow.geometry import local_pixel_scale
 
@@ -283,8 +283,22 @@ def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
     from romanflow.formats import open_model, read_l2
 
     path = Path(path)
+    if psf_fwhm_arcsec is not None and not (np.isfinite(psf_fwhm_arcsec) and psf_fwhm_arcsec > 0):
+        raise ParameterError("psf_fwhm_arcsec", psf_fwhm_arcsec, "must be a finite number > 0 (arcsec)")
     model = open_model(path, ("ImageModel", "MosaicModel"))
     kind = type(model).__name__
+    try:
+        shapes = {name: tuple(model[name].shape) for name in ("data", "err") if name in model}
+    except Exception as exc:  # noqa: BLE001 - asdf raises many kinds for a damaged array header: name the file
+        model.close()
+        raise InputFileError(path, f"arrays cannot be read (truncated or corrupt?): {exc}") from None
+    problem = next((f"{name} has shape {shape}: expected a 2-D image (ny, nx)"
+                    for name, shape in shapes.items() if len(shape) != 2), None)
+    if problem is None and len(set(shapes.values())) > 1:
+        problem = f"data {shapes['data']} and err {shapes['err']} differ in shape"
+    if problem is not None:
+        model.close()
+        raise InputFileError(path, problem)
     if kind == "ImageModel":
         model.close()
         try:
@@ -313,6 +327,8 @@ def read_band_image(path, *, psf_fwhm_arcsec=None) -> BandImage:
                                            members=geometries)
         except RomanflowError as exc:
             raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
+        except (OSError, ValueError, EOFError) as exc:  # a block cut short or corrupt, read only now
+            raise InputFileError(path, f"arrays cannot be read (truncated or corrupt?): {exc}") from None
         image.provenance["inputs"] = [path.name]
         image.exposures = found
         image.fallbacks = fallbacks + [f for f in image.fallbacks if f not in fallbacks]

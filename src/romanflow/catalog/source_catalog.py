@@ -29,7 +29,7 @@ from romanflow.catalog.measure import (
 )
 from romanflow.catalog.prepare import PreparedImage, estimate_psf_fwhm, prepare_image
 from romanflow.catalog.schema import APERTURE_RADII_ARCSEC, WARNING_FLAGS, band_token, catalog_columns, make_table
-from romanflow.errors import RomanflowError
+from romanflow.errors import ParameterError, RomanflowError
 
 __all__ = ["EXTENDED_SIGMA", "BandImage", "PreparedImage", "estimate_psf_fwhm", "forced_photometry", "make_catalog",
            "prepare_image"]
@@ -105,6 +105,15 @@ def make_catalog(
     images = [images] if isinstance(images, BandImage) else list(images)
     if not images:
         raise RomanflowError("make_catalog needs at least one image")
+    if not (np.isfinite(snr_threshold) and snr_threshold > 0):
+        raise ParameterError("snr_threshold", snr_threshold, "must be a finite number > 0 (sigma)")
+    if int(n_pixels) != n_pixels or n_pixels < 1:
+        raise ParameterError("n_pixels", n_pixels, "must be a positive integer (pixels)")
+    if int(background_box) != background_box or background_box < 4:
+        raise ParameterError("background_box", background_box, "must be an integer >= 4 (pixels)")
+    for im in images:
+        if np.ndim(im.data) != 2:
+            raise RomanflowError(f"band {im.band}: data has shape {np.shape(im.data)}: expected a 2-D image")
     shape = images[0].data.shape
     for im in images[1:]:
         if im.data.shape != shape:

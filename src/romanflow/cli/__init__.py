@@ -12,13 +12,16 @@ Exit statuses and streams:
   cannot be read or written) prints one line ``romanflow COMMAND: error: ...`` and exits 2;
 * a defect of romanflow itself prints its traceback and ``romanflow COMMAND: internal error: ...``
   and exits 1;
-* an interrupt exits 130.
+* an interrupt exits 130;
+* standard output closed early by its reader (``romanflow run --dry-run | head -1``) ends the command
+  quietly with status 141, as a process killed by SIGPIPE does in a shell.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -40,6 +43,19 @@ COMMAND_MODULES = (
 
 logger = logging.getLogger("romanflow")
 
+#: Exit status when the reader of standard output went away (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test capture): nothing to do
+        pass
+
 
 def build_parser() -> ArgumentParser:
     """The ``romanflow`` parser with every sub-command registered."""
@@ -60,6 +76,16 @@ def _os_error_line(exc: OSError) -> str:
 
 def main(argv=None) -> int:
     """Run ``romanflow`` with ``argv`` (default: the process's arguments); return the exit status."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -71,7 +97,11 @@ def main(argv=None) -> int:
     command = getattr(args, "command_name", f"romanflow {args.command}")
     restore = configure_logging(command, verbose=getattr(args, "verbose", 0), quiet=getattr(args, "quiet", False))
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        raise
     except RomanflowError as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from romanflow.cli.options import add_command, positive_int
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+    return value
 
 
 def register(subparsers) -> None:
@@ -24,16 +36,22 @@ def register(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="ASDF files, or the word 'columns'")
     parser.add_argument("-o", "--output-dir", type=Path, metavar="DIR", help="folder for the Parquet catalog(s)")
     parser.add_argument("--bands", help="comma-separated filters expected, in order (checked against the files)")
-    parser.add_argument("--hats", type=Path, metavar="DIR", help="also write a HATS catalog to DIR")
+    parser.add_argument("--hats", type=Path, metavar="DIR",
+                        help="also write a HATS catalog to DIR (a new or empty folder; an existing HATS catalog "
+                             "only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing catalog files and an existing HATS catalog (nothing else is replaced)")
     parser.add_argument("--name", help="catalog file stem (default: from the first image)")
-    parser.add_argument("--snr-threshold", type=float, default=5.0, help="detection threshold in sigma (default 5)")
+    parser.add_argument("--snr-threshold", type=positive_number, default=5.0,
+                        help="detection threshold in sigma, > 0 (default 5)")
     parser.add_argument("--n-pixels", type=positive_int, default=5, help="minimum connected pixels (default 5)")
     parser.add_argument("--no-deblend", action="store_true", help="do not deblend")
     parser.add_argument("--no-psf", action="store_true", help="skip PSF photometry")
     parser.add_argument("--forced", type=Path, metavar="CATALOG",
                         help="Parquet catalog with ra, dec (and id or label): forced photometry of each image there")
     parser.add_argument(
-        "--psf-fwhm", type=float, metavar="ARCSEC", help="PSF FWHM for every band (estimated from the image otherwise)"
+        "--psf-fwhm", type=positive_number, metavar="ARCSEC",
+        help="PSF FWHM for every band, > 0 (estimated from the image otherwise)"
     )
     parser.set_defaults(func=run)
 
@@ -48,26 +66,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.output_dir is None:
         raise RomanflowError("an output directory is required: -o DIR")
-    from romanflow.catalog.hats_io import write_hats
-    from romanflow.catalog.parquet import write_catalog_parquet
+    from romanflow.catalog.hats_io import check_hats_destination, write_hats
+    from romanflow.catalog.parquet import check_catalog_destination, write_catalog_parquet
     from romanflow.catalog.products import read_band_image
     from romanflow.catalog.schema import band_token, catalog_columns
-    from romanflow.catalog.source_catalog import make_catalog
 
+    args.output_dir = Path(args.output_dir)
     if args.forced is not None:
         if args.hats is not None or args.bands:
             raise RomanflowError("--forced writes one catalog per image: --hats and --bands do not apply")
         return _run_forced(args)
+    stem = args.name or Path(args.images[0]).name.split(".")[0] + "_cat"
+    out = args.output_dir / f"{stem}.parquet"
+    # every destination is checked before any work, so nothing is measured only to be refused
+    check_catalog_destination(out, overwrite=args.overwrite)
+    if args.hats is not None:
+        check_hats_destination(args.hats, overwrite=args.overwrite)
     images = [read_band_image(p, psf_fwhm_arcsec=args.psf_fwhm) for p in args.images]
     bands = [band_token(im.band) for im in images]
     if args.bands:
         wanted = [band_token(b) for b in args.bands.split(",") if b.strip()]
         if wanted != bands:
             raise RomanflowError(f"--bands {','.join(wanted)} does not match the files' filters {','.join(bands)}")
-    table = make_catalog(
-        images, snr_threshold=args.snr_threshold, n_pixels=args.n_pixels, deblend=not args.no_deblend,
-        psf_photometry=not args.no_psf,
-    )
+    table = _measure(images, args.images, snr_threshold=args.snr_threshold, n_pixels=args.n_pixels,
+                     deblend=not args.no_deblend, psf_photometry=not args.no_psf)
     provenance = {
         "catalog_kind": table.meta["catalog_kind"],
         "filters": [im.band for im in images],
@@ -76,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
         "reference_files": {im.band: im.provenance.get("reference_files", {}) for im in images},
         "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"],
     }
-    stem = args.name or Path(args.images[0]).name.split(".")[0] + "_cat"
-    out = args.output_dir / f"{stem}.parquet"
     columns = catalog_columns(table.meta["catalog_kind"], bands)
     write_catalog_parquet(table, out, columns=columns, provenance=provenance)
     exposures = sum(len(im.exposures) for im in images)
@@ -86,9 +106,24 @@ def run(args: argparse.Namespace) -> int:
     if args.hats is not None:
         if len(table) == 0:
             raise RomanflowError(f"no sources detected: no HATS catalog written to {args.hats}")
-        write_hats(table, args.hats, catalog_name=stem, provenance=provenance)
+        write_hats(table, args.hats, catalog_name=stem, provenance=provenance, overwrite=args.overwrite)
         print(f"{args.hats}: HATS catalog")
     return 0
+
+
+def _measure(images, paths, **options):
+    """:func:`~romanflow.catalog.source_catalog.make_catalog`, a problem with one image naming its file."""
+    from romanflow.catalog.source_catalog import make_catalog
+    from romanflow.errors import InputFileError, ParameterError, RomanflowError
+
+    try:
+        return make_catalog(images, **options)
+    except (InputFileError, ParameterError):
+        raise
+    except RomanflowError as exc:
+        if len(paths) == 1:
+            raise InputFileError(paths[0], str(exc)) from None
+        raise
 
 
 def _forced_positions(path: Path):
@@ -129,21 +164,31 @@ def _exposure_start(path) -> float | None:
 
 def _run_forced(args) -> int:
     """One forced catalog per image at the positions of ``args.forced``."""
-    from romanflow.catalog.parquet import write_catalog_parquet
+    from romanflow.catalog.parquet import check_catalog_destination, write_catalog_parquet
     from romanflow.catalog.products import read_band_image
     from romanflow.catalog.schema import band_token, catalog_columns
     from romanflow.catalog.source_catalog import forced_photometry
+    from romanflow.errors import InputFileError, ParameterError, RomanflowError
 
+    outs = [args.output_dir / f"{Path(path).name.split('.')[0]}_forced.parquet" for path in args.images]
+    if len(set(outs)) != len(outs):
+        raise RomanflowError("two images would write the same forced catalog: give images with different names")
     ra, dec, ids = _forced_positions(args.forced)
-    for path in args.images:
+    for out in outs:
+        check_catalog_destination(out, overwrite=args.overwrite)
+    for path, out in zip(args.images, outs):
         image = read_band_image(path, psf_fwhm_arcsec=args.psf_fwhm)
-        table = forced_photometry(image, ra, dec, ids)
+        try:
+            table = forced_photometry(image, ra, dec, ids)
+        except (InputFileError, ParameterError):
+            raise
+        except RomanflowError as exc:
+            raise InputFileError(path, str(exc)) from None
         provenance = {"catalog_kind": "forced", "filters": [image.band], "inputs": [str(path)],
                       "positions": str(args.forced), "psf_fwhm_arcsec": table.meta["psf_fwhm_arcsec"]}
         start = _exposure_start(path)
         if start is not None:
             provenance["exposure_start_mjd"] = start
-        out = args.output_dir / f"{Path(path).name.split('.')[0]}_forced.parquet"
         write_catalog_parquet(table, out, columns=catalog_columns("forced", [band_token(image.band)]),
                               provenance=provenance)
         inside = int((table["warning_flags"] == 0).sum())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 from pathlib import Path
 
-from romanflow.cli.options import add_command, add_output_dir
+from romanflow.cli.options import add_command, add_output_dir, output_file
+from romanflow.errors import InputFileError, ParameterError, RomanflowError
 
 
 def register(subparsers) -> None:
@@ -24,12 +27,14 @@ def register(subparsers) -> None:
 
     m = add_command(subparsers, "mosaic", help="resample the members of an association onto its sky cell",
                     description="Resample an association's L2 members onto its sky cell (drizzle), with sky "
-                                "matching and outlier rejection; writes the L3 and its outlier record.")
+                                "matching and outlier rejection; writes the L3 and its outlier record. A member "
+                                "without a usable pixel is left out with a warning; when no usable pixel reaches "
+                                "the grid, nothing is written and the exit status is 2.")
     m.add_argument("association", help="association JSON (from `romanflow asn`)")
-    m.add_argument("-o", "--output", metavar="FILE",
+    m.add_argument("-o", "--output", type=output_file, metavar="FILE",
                    help="L3 file (default: <product name>_coadd.asdf beside the association)")
     m.add_argument("--cutout", nargs=4, type=int, metavar=("X0", "Y0", "NX", "NY"),
-                   help="resample onto this sub-grid of the sky cell only (pixels)")
+                   help="resample onto this sub-grid of the sky cell only (pixels; it must lie inside the cell)")
     m.add_argument("--pixel-scale", type=float, default=0.055,
                    help="output pixel scale (arcsec): 0.055 mosaic or 0.11 visit grid (default 0.055)")
     m.add_argument("--kernel", default="square", choices=KERNELS, help="drizzle kernel (default square)")
@@ -44,15 +49,19 @@ def register(subparsers) -> None:
 def run_asn(args) -> int:
     from romanflow.mosaic.associations import (
         build_associations,
+        check_skycell_names,
         find_l2_files,
         summarize_l2,
         write_association,
     )
 
+    skycells = check_skycell_names(args.skycell, "--skycell") if args.skycell else None
     files = find_l2_files(args.inputs)
     summaries = [summarize_l2(f) for f in files]
-    asns = build_associations(summaries, args.product_type, args.data_release_id,
-                              skycells=set(args.skycell) if args.skycell else None)
+    asns = build_associations(summaries, args.product_type, args.data_release_id, skycells=skycells,
+                              parameter="--skycell")
+    if not asns:
+        raise RomanflowError(f"no sky cell is touched by the {len(files)} input file(s)")
     for asn in asns:
         print(write_association(asn, args.output_dir))
     return 0
@@ -61,18 +70,37 @@ def run_asn(args) -> int:
 def run_mosaic(args) -> int:
     from romanflow.mosaic.associations import association_members, load_association
     from romanflow.mosaic.pipeline import make_mosaic
-    from romanflow.mosaic.skycells import cutout_wcs, skycell_wcs
+    from romanflow.mosaic.resample import NoUsablePixelsError
+    from romanflow.mosaic.skycells import check_cutout, cutout_wcs, skycell_wcs
 
+    if not (math.isfinite(args.pixel_scale) and args.pixel_scale > 0):
+        raise ParameterError("--pixel-scale", args.pixel_scale, "must be a positive number of arcsec")
+    if not (math.isfinite(args.pixfrac) and 0 < args.pixfrac <= 1):
+        raise ParameterError("--pixfrac", args.pixfrac, "must be in (0, 1]")
     asn = load_association(args.association)
     cell = asn["target"]
-    wcs = skycell_wcs(cell, args.pixel_scale)
+    try:
+        wcs = skycell_wcs(cell, args.pixel_scale)
+    except ParameterError as exc:
+        raise ParameterError("--pixel-scale", exc.value, exc.problem) from None
     if args.cutout:
+        check_cutout(wcs, *args.cutout, inside=True, name="--cutout")
         wcs = cutout_wcs(wcs, *args.cutout)
     name = asn["products"][0]["name"]
-    out = Path(args.output) if args.output else Path(args.association).parent / f"{name}_coadd.asdf"
+    if args.output:
+        out = Path(args.output)
+    else:
+        out = Path(args.association).parent / f"{name}_coadd.asdf"
+        try:
+            output_file(str(out))
+        except argparse.ArgumentTypeError as exc:
+            raise ParameterError("-o/--output", str(out), f"the default output cannot be written ({exc})") from None
     element = name.rsplit("_", 1)[-1].upper()
-    make_mosaic(association_members(asn), wcs, out, skycell=cell, kernel=args.kernel, pixfrac=args.pixfrac,
-                weight_type=args.weight_type, sky_match=not args.no_skymatch, outliers=not args.no_outliers,
-                optical_element=element)
+    try:
+        make_mosaic(association_members(asn), wcs, out, skycell=cell, kernel=args.kernel, pixfrac=args.pixfrac,
+                    weight_type=args.weight_type, sky_match=not args.no_skymatch, outliers=not args.no_outliers,
+                    optical_element=element)
+    except NoUsablePixelsError as exc:
+        raise InputFileError(args.association, f"nothing to mosaic: {exc}") from None
     print(out)
     return 0

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from romanflow.detector import DETECTORS, IMAGING_FILTERS, MA_TABLES, N_PIX_SCIENCE, SMALL_SCIENCE_SIZE
 
@@ -90,8 +93,123 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no nan or inf)."""
+    value = _number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
+    return value
+
+
+def latitude(text: str) -> float:
+    """A latitude or declination in degrees, -90..90."""
+    value = _number(text)
+    if not (math.isfinite(value) and -90.0 <= value <= 90.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected degrees from -90 to 90")
+    return value
+
+
+def iso_time(text: str):
+    """A UTC date and time in ISO form (``2027-06-01T00:00:00``, ``2027-06-01 12:00``, ``2027-06-01``),
+    as an astropy ``Time``."""
+    from astropy.time import Time
+
+    for fmt in ("isot", "iso"):
+        try:
+            return Time(str(text).strip().removesuffix("Z"), format=fmt, scale="utc")
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a UTC date and time such as 2027-06-01T00:00:00")
+
+
+def memory_size(text: str) -> int:
+    """A positive amount of memory, in bytes: ``8GiB``, ``500MB``, ``2e9``."""
+    from dask.utils import parse_bytes
+
+    problem = f"{text!r}: expected an amount of memory such as 8GiB or 500MB"
+    if not any(c.isdigit() for c in str(text)):
+        raise argparse.ArgumentTypeError(problem)
+    try:
+        value = parse_bytes(str(text).strip())
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(problem) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(problem)
+    return int(value)
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _check_writable_location(text: str) -> None:
+    """Raise ArgumentTypeError unless ``text`` could be created: no part of it is a file, names fit."""
+    absolute = os.path.abspath(text)
+    if len(os.fsencode(absolute)) >= 4096:
+        raise argparse.ArgumentTypeError(f"{text}: path too long")
+    existing = absolute
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is not a folder")
+    name_max = _name_max(Path(existing))
+    for part in Path(os.path.relpath(absolute, existing)).parts:
+        if part != "." and len(os.fsencode(part)) > name_max:
+            raise argparse.ArgumentTypeError(f"{text}: name too long ({len(part)} characters, at most {name_max})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is not writable")
+
+
+def output_dir(text: str) -> str:
+    """A folder products can be written to: an existing folder, or one that can be created. Nothing is
+    created here."""
+    if not str(text):
+        raise argparse.ArgumentTypeError("'': expected a folder")
+    if os.path.lexists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+    _check_writable_location(str(text))
+    return str(text)
+
+
+def output_file(text: str) -> str:
+    """A file that can be written: not a folder, in a folder that exists or can be created. Nothing is
+    created here."""
+    if not str(text) or str(text).endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a file name")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, expected a file name")
+    _check_writable_location(str(text))
+    return str(text)
+
+
 def add_output_dir(parser, *, required: bool = False, help: str = "folder for the products") -> None:
-    parser.add_argument("-o", "--output-dir", required=required, metavar="DIR", help=help)
+    parser.add_argument("-o", "--output-dir", type=output_dir, required=required, metavar="DIR", help=help)
 
 
 def add_size(parser, *, default=N_PIX_SCIENCE) -> None:
@@ -129,10 +247,18 @@ def add_command(subparsers, name: str, **kwargs) -> ArgumentParser:
 
 
 def progress_bar(args, **kwargs):
-    """A tqdm bar on standard error, silent under ``-q``."""
+    """A tqdm bar on standard error when it is a terminal, silent under ``-q``; a bar ended by an error is
+    erased, so that the error stays the one line shown."""
     from tqdm import tqdm
 
-    return tqdm(file=sys.stderr, disable=bool(getattr(args, "quiet", False)), **kwargs)
+    class ErasedOnError(tqdm):
+        def __exit__(self, exc_type, exc_value, tb):
+            if exc_type is not None:
+                self.leave = False
+            return super().__exit__(exc_type, exc_value, tb)
+
+    quiet = bool(getattr(args, "quiet", False))
+    return ErasedOnError(file=sys.stderr, disable=True if quiet else None, **kwargs)
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -2,45 +2,104 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+
 from romanflow.cli.options import add_command, add_detectors, add_ma_table, add_output_dir, add_size, filter_name
 from romanflow.detector import DEFAULT_MA_TABLE
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
+
+
+def right_ascension(text: str) -> float:
+    """``--ra``: a finite angle in [0, 360) degrees."""
+    value = _finite(text)
+    if not 0.0 <= value < 360.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a right ascension in [0, 360) degrees")
+    return value
+
+
+def declination(text: str) -> float:
+    """``--dec``: a finite angle in [-90, 90] degrees."""
+    value = _finite(text)
+    if not -90.0 <= value <= 90.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a declination in [-90, 90] degrees")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
+def utc_time(text: str) -> str:
+    """``--start-time``: an ISO time, UTC (``2027-06-01T00:00:00``)."""
+    from astropy.time import Time
+
+    try:
+        Time(text, scale="utc")
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an ISO UTC time such as 2027-06-01T00:00:00") from None
+    return text
 
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "simulate", help="simulate L1 ramps (uncal ASDF) and their truth",
                     description="Simulate L1 exposures of WFI detectors from a random field or a catalog; "
-                                "writes *_uncal.asdf plus truth/ tables.")
+                                "writes *_uncal.asdf plus truth/ tables. Every output is checked before any "
+                                "work: a simulation already in the folder is refused unless --overwrite, and a "
+                                "failed run leaves none of the files it created.")
     add_detectors(p, default=["WFI01"], help="detectors to simulate, or all")
     p.add_argument("--filter", type=filter_name, default="F158", help="imaging filter (default F158)")
     add_ma_table(p, default=DEFAULT_MA_TABLE)
-    p.add_argument("--ra", type=float, default=270.0, help="RA of the WFI centre (deg, default 270)")
-    p.add_argument("--dec", type=float, default=66.0, help="Dec of the WFI centre (deg, default 66)")
-    p.add_argument("--pa", type=float, default=0.0, help="position angle of +V3 (deg, default 0)")
-    p.add_argument("--n-sources", type=int, default=None,
+    p.add_argument("--ra", type=right_ascension, default=270.0,
+                   help="RA of the WFI centre (deg, [0, 360), default 270)")
+    p.add_argument("--dec", type=declination, default=66.0, help="Dec of the WFI centre (deg, [-90, 90], default 66)")
+    p.add_argument("--pa", type=_finite, default=0.0, help="position angle of +V3 (deg, default 0)")
+    p.add_argument("--n-sources", type=non_negative_int, default=None,
                    help="random field: mean sources per detector (default ~8500)")
     p.add_argument("--catalog", default=None, help="source catalog (Parquet, CSV, ECSV) instead of a random field")
     add_size(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--pointing-error", type=float, nargs=3, default=(0.0, 0.0, 0.0),
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, an integer >= 0 (default 0)")
+    p.add_argument("--pointing-error", type=_finite, nargs=3, default=(0.0, 0.0, 0.0),
                    metavar=("DRA_ARCSEC", "DDEC_ARCSEC", "DROLL_DEG"),
                    help="true minus commanded pointing: RA and Dec offsets (arcsec) and roll (deg)")
-    p.add_argument("--start-time", default=None, help="exposure start, ISO UTC (default 2027-06-01T00:00:00)")
+    p.add_argument("--start-time", type=utc_time, default=None,
+                   help="exposure start, ISO UTC (default 2027-06-01T00:00:00)")
     add_output_dir(p, help="folder for the L1 files and truth/ (default: current folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a simulation already in the output folder (default: refuse it)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from romanflow.cli.options import detector_list, progress_bar
-    from romanflow.simulate.core import DEFAULT_START_TIME, simulate
+    from romanflow.simulate.core import DEFAULT_START_TIME, check_simulation_outputs, simulate, simulation_outputs
     from romanflow.simulate.scene import read_scene
 
     detectors = detector_list(args.detectors)
+    output_dir = args.output_dir or "."
+    check_simulation_outputs(simulation_outputs(detectors, output_dir), overwrite=args.overwrite)
     scene = read_scene(args.catalog) if args.catalog else None
     with progress_bar(args, total=len(detectors), unit="detector", desc="simulate") as bar:
         result = simulate(scene, detectors, args.filter, n_sources=args.n_sources, ma_table=args.ma_table,
                           pointing=(args.ra, args.dec, args.pa), pointing_error=tuple(args.pointing_error),
-                          science_size=args.size, seed=args.seed, output_dir=args.output_dir or ".",
-                          start_time=args.start_time or DEFAULT_START_TIME,
+                          science_size=args.size, seed=args.seed, output_dir=output_dir,
+                          start_time=args.start_time or DEFAULT_START_TIME, overwrite=args.overwrite,
                           progress=lambda det: (bar.set_postfix_str(det), bar.update(1)))
     for path in result["l1"]:
         print(path)

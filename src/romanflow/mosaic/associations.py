@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from romanflow.errors import InputFileError, RomanflowError
+from romanflow.errors import InputFileError, ParameterError, RomanflowError
 from romanflow.mosaic.skycells import skycell_wcs_info, skycells_for_image
 
 PRODUCT_TYPES = ("visit", "pass", "full")
@@ -83,7 +83,7 @@ def _group_label(s: L2Summary, product_type: str) -> str:
 
 
 def build_associations(summaries, product_type: str = "full", data_release_id: str = "p",
-                       skycells=None) -> list[dict]:
+                       skycells=None, *, parameter: str = "skycells") -> list[dict]:
     """Association dicts, one per (sky cell, optical element, visit/pass/all) group.
 
     Parameters
@@ -92,16 +92,25 @@ def build_associations(summaries, product_type: str = "full", data_release_id: s
     product_type : {'visit', 'pass', 'full'}
     data_release_id : str
     skycells : collection of str, optional
-        Keep only these cells.
+        Keep only these cells. Each must be a sky cell name, and some input must touch it:
+        a ParameterError named ``parameter`` otherwise.
     """
     if product_type not in PRODUCT_TYPES:
         raise RomanflowError(f"unknown product type '{product_type}' (choose from {', '.join(PRODUCT_TYPES)})")
+    summaries = list(summaries)
+    if skycells is not None:
+        skycells = check_skycell_names(skycells, parameter)
     groups = defaultdict(list)
     for s in summaries:
         for cell in s.skycells:
             if skycells is not None and cell not in skycells:
                 continue
             groups[(cell, s.optical_element.lower(), s.program, _group_label(s, product_type))].append(s)
+    if skycells is not None:
+        untouched = sorted(set(skycells) - {key[0] for key in groups})
+        if untouched:
+            raise ParameterError(parameter, untouched[0] if len(untouched) == 1 else untouched,
+                                 f"no input touches {'this sky cell' if len(untouched) == 1 else 'these sky cells'}")
     asns = []
     for k, key in enumerate(sorted(groups)):
         cell, element, program, label = key
@@ -121,6 +130,21 @@ def build_associations(summaries, product_type: str = "full", data_release_id: s
             }],
         })
     return asns
+
+
+def check_skycell_names(names, parameter: str = "skycells") -> list[str]:
+    """The sky cell names, each checked against the sky map (a ParameterError named ``parameter`` otherwise)."""
+    from romanflow.mosaic.skycells import load_skymap
+
+    skymap = load_skymap()
+    out = []
+    for name in names:
+        try:
+            skymap.parse(name)
+        except RomanflowError as exc:
+            raise ParameterError(parameter, name, str(exc)) from None
+        out.append(str(name))
+    return out
 
 
 def find_l2_files(items) -> list[Path]:
@@ -162,23 +186,49 @@ def write_association(asn: dict, out_dir, relative_to_out: bool = True) -> Path:
 
 
 def load_association(path) -> dict:
-    """Read and check an association; member paths become absolute (relative to the file)."""
+    """Read and check an association; member paths become absolute (relative to the file).
+
+    Raises an InputFileError naming the file for anything that is not an association: a folder,
+    invalid JSON, a value of the wrong type, no members, a target that is not a sky cell.
+    """
+    from romanflow.mosaic.skycells import load_skymap
+
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(path, "is a folder, not an association (JSON) file")
     if not path.exists():
         raise InputFileError(path, "no such file")
     try:
-        asn = json.loads(path.read_text())
+        asn = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"not a JSON association: {exc}") from None
+    if not isinstance(asn, dict):
+        raise InputFileError(path, f"not an association: the JSON holds a {type(asn).__name__}, not an object")
     missing = [k for k in ASN_KEYS if k not in asn]
     if missing:
         raise InputFileError(path, f"association lacks {', '.join(missing)}")
-    if not asn["products"] or not asn["products"][0].get("members"):
+    products = asn["products"]
+    if not isinstance(products, list) or not all(isinstance(p, dict) for p in products):
+        raise InputFileError(path, "association 'products' must be a list of objects")
+    if not products or not products[0].get("members"):
         raise InputFileError(path, "association has no product members")
-    for product in asn["products"]:
-        for m in product["members"]:
+    for k, product in enumerate(products):
+        if not isinstance(product.get("name", ""), str) or not product.get("name"):
+            raise InputFileError(path, f"association products[{k}] has no 'name' string")
+        members = product.get("members", [])
+        if not isinstance(members, list):
+            raise InputFileError(path, f"association products[{k}].members must be a list")
+        for j, m in enumerate(members):
+            if not isinstance(m, dict) or not isinstance(m.get("expname"), str) or not m["expname"]:
+                raise InputFileError(path, f"association products[{k}].members[{j}] needs an 'expname' string")
             p = Path(m["expname"])
             m["expname"] = str(p if p.is_absolute() else (path.parent / p))
+    if not isinstance(asn["target"], str):
+        raise InputFileError(path, "association 'target' must be a sky cell name")
+    try:
+        load_skymap().parse(asn["target"])
+    except RomanflowError as exc:
+        raise InputFileError(path, f"association target: {exc}") from None
     return asn
 
 

@@ -25,6 +25,7 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
     out_path : path, optional
         L3 file to write; the outlier record goes to ``<stem>_outliers.parquet`` beside it. The file
         records where its members are, relative to itself (:func:`~romanflow.mosaic.resample.member_references`).
+        Both files are written, or neither.
     units : {'surface_brightness', 'rate'}
         MJy/sr (the L3 convention; inputs need ``meta.photometry``) or DN/s per output pixel.
 
@@ -32,6 +33,12 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
     -------
     product : MosaicProduct
     outlier_table : astropy.table.Table or None
+
+    Raises
+    ------
+    NoUsablePixelsError
+        When no input pixel can go into the mosaic; an input without a usable pixel is
+        only left out, with a warning naming it.
     """
     if isinstance(inputs, (str, Path)) or not isinstance(inputs, Sequence) or len(inputs) == 0:
         raise RomanflowError("make_mosaic needs a non-empty list of L2 inputs")
@@ -45,8 +52,16 @@ def make_mosaic(inputs: Sequence, out_wcs, out_path=None, *, skycell: str | None
                        sky_match=sky_match, extra_flags=flags, sky_levels=sky_levels, pixmap_step=pixmap_step,
                        units=units)
     if out_path is not None:
-        if table is not None:
-            write_outlier_table(table, outlier_table_path(out_path))
-        write_mosaic(product, out_path, skycell=skycell, members=member_references(inputs, out_path),
-                     optical_element=optical_element, outlier_detection=table is not None)
+        left_out = set(product.meta.get("left_out", ()))
+        members = [m for k, m in enumerate(member_references(inputs, out_path)) if k not in left_out]
+        written = []
+        try:
+            if table is not None:
+                written.append(write_outlier_table(table, outlier_table_path(out_path)))
+            write_mosaic(product, out_path, skycell=skycell, members=members, optical_element=optical_element,
+                         outlier_detection=table is not None)
+        except BaseException:
+            for path in written:  # no outlier record without its mosaic
+                Path(path).unlink(missing_ok=True)
+            raise
     return product, table

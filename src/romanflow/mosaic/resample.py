@@ -36,6 +36,8 @@ inputs are matched to a common level and the mosaic keeps the background.
 from __future__ import annotations
 
 import gc
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,12 @@ from romanflow.mosaic.pixmap import PixmapResult, fast_pixmap
 
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
 WEIGHT_TYPES = ("ivm", "exptime")
+
+logger = logging.getLogger(__name__)
+
+
+class NoUsablePixelsError(RomanflowError):
+    """No input pixel can go into the output: every input is empty, or none lands on the output grid."""
 
 
 # --------------------------------------------------------------------- kernels
@@ -210,8 +218,14 @@ class DrizzleAccumulator:
                            tolerance=self.pixmap_tolerance, area=True)
 
     def add(self, image: RateImage, sky: float = 0.0, pixmap: PixmapResult | None = None,
-            bad_bits: int = dqflags.DO_NOT_USE) -> ResampledInput:
-        """Drizzle one input (its ``sky`` level subtracted, input units) into the accumulators."""
+            bad_bits: int = dqflags.DO_NOT_USE) -> ResampledInput | None:
+        """Drizzle one input (its ``sky`` level subtracted, input units) into the accumulators.
+
+        Returns None, adding nothing, when the input has no usable pixel (every pixel
+        non-finite, flagged with ``bad_bits`` or of zero weight).
+        """
+        if not (good_pixel_mask(image.dq, bad_bits) & np.isfinite(image.data)).any():
+            return None
         pm = pixmap if pixmap is not None else self.pixmap(image)
         good = good_pixel_mask(image.dq, bad_bits) & np.isfinite(image.data)
         # area: output pixels per input pixel, so that the input pixel covers area × Ω_out on the sky
@@ -233,6 +247,8 @@ class DrizzleAccumulator:
             weight = np.where(usable, np.float32(1.0 / level), np.float32(0)).astype(np.float32)
         else:
             weight = np.where(good, np.float32(exptime), np.float32(0)).astype(np.float32)
+        if not (weight > 0).any():
+            return None
         data = np.where(weight > 0, data, 0.0).astype(np.float32)
         data2 = None
         if self.with_variance:
@@ -268,6 +284,11 @@ class DrizzleAccumulator:
     @property
     def weight(self) -> np.ndarray:
         return self._driz.out_wht
+
+    @property
+    def covered(self) -> bool:
+        """True when some output pixel has received input."""
+        return bool((self._driz.out_wht > 0).any())
 
     def result(self, add_back_sky: bool = True) -> dict:
         """Output arrays: data, err, weight, context, exposure_time, var_rnoise, var_poisson, var_flat."""
@@ -362,9 +383,11 @@ def resample(inputs: Iterable, out_wcs, *, kernel: str = "square", pixfrac: floa
     acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type, units=units,
                              pixmap_step=pixmap_step, pixmap_tolerance=pixmap_tolerance)
     n = 0
+    left_out: list[tuple[int, str]] = []  # (index, name) of inputs without a usable pixel
     for item in inputs:
         image = as_rate_image(item)
         name = str(image.meta.get("filename", f"input{n}"))
+        label = os.fspath(item) if isinstance(item, (str, os.PathLike)) else name
         if extra_flags and name in extra_flags:
             yy, xx = extra_flags[name]
             image.dq = np.array(image.dq, dtype=np.uint32, copy=True)
@@ -375,15 +398,25 @@ def resample(inputs: Iterable, out_wcs, *, kernel: str = "square", pixfrac: floa
             sky = sky_level(image.data, good_pixel_mask(image.dq, bad_bits))
         else:
             sky = 0.0
-        acc.add(image, sky=sky if np.isfinite(sky) else 0.0, bad_bits=bad_bits)
+        if acc.add(image, sky=sky if np.isfinite(sky) else 0.0, bad_bits=bad_bits) is None:
+            left_out.append((n, label))
         n += 1
         del image, item
         gc.collect()
     if n == 0:
         raise RomanflowError("no inputs to resample")
+    if len(left_out) == n:
+        raise NoUsablePixelsError(f"none of the {n} input(s) has a usable pixel (all NaN or flagged DO_NOT_USE)")
+    if not acc.covered:
+        raise NoUsablePixelsError(f"no usable pixel of the {n} input(s) falls on the output grid "
+                                  f"({out_wcs.array_shape[1]}x{out_wcs.array_shape[0]} pixels): the grid misses the data")
+    for _, label in left_out:
+        logger.warning(f"{label}: no usable pixel (every pixel NaN, flagged DO_NOT_USE or without weight): "
+                       "left out of the mosaic")
     arrays = acc.result(add_back_sky=sky_match or bool(sky_levels))
     meta = {"kernel": kernel, "pixfrac": float(pixfrac), "weight_type": weight_type, "units": units,
-            "sky_level": arrays.pop("sky_level"), "n_inputs": n}
+            "sky_level": arrays.pop("sky_level"), "n_inputs": n - len(left_out),
+            "left_out": [k for k, _ in left_out]}
     return MosaicProduct(arrays=arrays, wcs=out_wcs, inputs=acc.inputs, meta=meta)
 
 

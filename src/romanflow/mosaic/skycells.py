@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from romanflow.errors import InputFileError, RomanflowError
+from romanflow.errors import InputFileError, ParameterError, RomanflowError
 from romanflow.kernels.sky_projection import rects_meet_polygon, tan_deproject, tan_project
 
 #: Mosaic pixel scale (arcsec per pixel).
@@ -321,10 +321,11 @@ def skycell_wcs(name: str, pixel_scale: float = PIXEL_SCALE, skymap: SkyMap | No
 
     sm = skymap or load_skymap()
     reg, i, j = sm.parse(name)
-    binning = pixel_scale / sm.pixel_scale
-    b = int(round(binning))
+    binning = float(pixel_scale) / sm.pixel_scale
+    b = int(round(binning)) if math.isfinite(binning) else 0
     if b < 1 or abs(binning - b) > 1e-9 or sm.nxy % b:
-        raise RomanflowError(f"pixel scale {pixel_scale}\" is not an integer binning of {sm.pixel_scale}\"")
+        raise ParameterError("pixel_scale", pixel_scale,
+                             f"must be an integer binning of the sky cell's {sm.pixel_scale}\" pixels (0.055, 0.11, ...)")
     ox, oy = sm.cell_origin(i, j)
     # fine pixel x -> binned pixel (x - (b-1)/2) / b
     x_t = (reg.x_tangent - ox - (b - 1) / 2.0) / b
@@ -343,8 +344,31 @@ def skycell_wcs(name: str, pixel_scale: float = PIXEL_SCALE, skymap: SkyMap | No
     return w
 
 
+def check_cutout(wcs, x0: int, y0: int, nx: int, ny: int, *, inside: bool = True, name: str = "cutout") -> None:
+    """Check a sub-grid ``[y0:y0+ny, x0:x0+nx]`` of ``wcs``'s pixel grid.
+
+    Raises a ParameterError (named ``name``) when the size is not positive, or when
+    the sub-grid does not lie inside the grid (``inside=True``) or misses it entirely
+    (``inside=False``).
+    """
+    full_ny, full_nx = (int(v) for v in wcs.array_shape)
+    value = [x0, y0, nx, ny]
+    if nx < 1 or ny < 1:
+        raise ParameterError(name, value, "the cutout size NX NY must be positive")
+    if inside and (x0 < 0 or y0 < 0 or x0 + nx > full_nx or y0 + ny > full_ny):
+        raise ParameterError(name, value, f"the cutout must lie inside the sky cell's {full_nx}x{full_ny} pixel "
+                                          f"grid (0 <= X0 and X0 + NX <= {full_nx}, the same for Y)")
+    if x0 >= full_nx or y0 >= full_ny or x0 + nx <= 0 or y0 + ny <= 0:
+        raise ParameterError(name, value, f"the cutout lies outside the sky cell's {full_nx}x{full_ny} pixel grid")
+
+
 def cutout_wcs(wcs, x0: int, y0: int, nx: int, ny: int):
-    """WCS of the sub-grid ``[y0:y0+ny, x0:x0+nx]`` of a celestial astropy WCS (same pixels)."""
+    """WCS of the sub-grid ``[y0:y0+ny, x0:x0+nx]`` of a celestial astropy WCS (same pixels).
+
+    The sub-grid may extend past the grid's edges (the projection goes on), but it must be
+    non-empty and meet the grid: a ParameterError otherwise (:func:`check_cutout`).
+    """
+    check_cutout(wcs, x0, y0, nx, ny, inside=False)
     sub = wcs.deepcopy()
     sub.wcs.crpix = [wcs.wcs.crpix[0] - x0, wcs.wcs.crpix[1] - y0]
     sub.wcs.set()

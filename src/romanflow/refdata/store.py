@@ -43,21 +43,30 @@ def default_store_root() -> Path:
 
 
 def stale_stores(root=None) -> list[tuple[Path, int]]:
-    """Stores under ``root`` made by another version of the parameter model: (folder, bytes)."""
+    """Stores under ``root`` made by another version of the parameter model: (folder, bytes).
+
+    A store is a folder named ``<size>_<fingerprint>[_seed<n>]`` that holds a ``*.context.yaml``
+    file; nothing else is ever listed. ``InputFileError`` when ``root`` is not a folder.
+    """
     import re
 
+    from romanflow.errors import InputFileError
+
     base = Path(root).expanduser() if root is not None else default_store_root()
+    if root is not None and not base.is_dir():
+        raise InputFileError(base, "not a folder of reference stores")
     current = parameter_fingerprint()
     out = []
     for folder in sorted(base.glob("*")) if base.is_dir() else []:
-        match = re.fullmatch(r"\d+(?:_([0-9a-f]{10}))?(?:_seed\d+)?", folder.name)
-        if folder.is_dir() and match and match.group(1) != current:
+        match = re.fullmatch(r"\d+_([0-9a-f]{10})(?:_seed\d+)?", folder.name)
+        is_store = folder.is_dir() and not folder.is_symlink() and any(folder.glob("*.context.yaml"))
+        if is_store and match and match.group(1) != current:
             out.append((folder, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())))
     return out
 
 
 def reference_filename(reftype: str, detector: str | None = None, optical_element: str | None = None) -> str:
-    """File name of a synthesized reference, e.g. ``roman_wfi_flat_wfi07_f158_0001.asdf``."""
+    """File name of a synthesized reference, e.g. ``roman_wfi_flat_wfi07_f158_0002.asdf``."""
     parts = ["roman_wfi", reftype.lower()]
     if detector:
         parts.append(detector.lower())

@@ -10,6 +10,16 @@ inverse-polynomial degree) and the photometric constants taken from
 The synthesized references are exact descriptions of the model, so their
 uncertainty arrays (``dark_slope_error``, flat ``err``) are zero.
 
+Array shapes
+------------
+Each type has the shape the official steps (romancal) apply it to. The
+FLAT is applied to the L2 rate image, whose reference border is already
+trimmed, and romancal's flat_field skips the step when the flat's shape
+differs from the image's: the flat is ``science_size`` square (4088² at full
+size). Every other image type is applied to the ramp, or trimmed by the step
+itself (the DARK's ``[4:-4, 4:-4]``), so it covers the full frame,
+``science_size + 8`` square (4096² at full size).
+
 Inverse linearity
 -----------------
 The INVERSELINEARITY reference maps a linear signal L (DN) to the measured
@@ -53,7 +63,7 @@ from romanflow.errors import RomanflowError
 from romanflow.formats.reference_io import reference_meta, write_reference
 
 #: Version tag of the synthesizer, in the names of the files it writes; a new synthesizer writes new names.
-FILE_VERSION = "0001"
+FILE_VERSION = "0002"
 #: USEAFTER date of the synthesized references.
 SYNTH_USEAFTER = "2020-01-01T00:00:00"
 #: Degree of the inverse-linearity polynomial.
@@ -268,13 +278,13 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
         return write_reference(path, reftype, _meta(reftype, model, "read noise (DN per read)"),
                                data=model.read_noise)
     if reftype == "flat":
-        flat = model.flat_dn(optical_element)  # response in DN: the channel gains are folded in
-        flat_dq = zeros_dq.copy()
-        science = np.zeros(shape, dtype=bool)
-        science[N_BORDER:-N_BORDER, N_BORDER:-N_BORDER] = True
-        flat_dq[science & (flat == 0)] |= dq.NO_FLAT_FIELD
+        # the science pixels only: the official flat_field step needs the L2 image's shape
+        trim = slice(N_BORDER, -N_BORDER)
+        flat = np.ascontiguousarray(model.flat_dn(optical_element)[trim, trim])  # channel gains folded in
+        flat_dq = np.zeros(flat.shape, dtype=np.uint32)
+        flat_dq[flat == 0] |= dq.NO_FLAT_FIELD
         return write_reference(path, reftype, _meta(reftype, model, f"flat field {optical_element}", optical_element),
-                               data=flat, err=np.zeros(shape, np.float32), dq=flat_dq)
+                               data=flat, err=np.zeros(flat.shape, np.float32), dq=flat_dq)
     if reftype == "distortion":  # the same optics for every imaging filter
         return write_reference(
             path, reftype, _meta(reftype, model, "distortion: detector pixels -> (v2, v3) arcsec", optical_element),

@@ -29,7 +29,7 @@ class RegisteredFiles:
 
 
 def calibrate_and_register(l1_paths, output_dir=None, refcat=None, *, options=None, workers: int | None = None,
-                           progress=None) -> RegisteredFiles:
+                           progress=None, overwrite: bool = False) -> RegisteredFiles:
     """Calibrate L1 files into L2 files, then align each exposure's detectors together to ``refcat``.
 
     Parameters
@@ -45,6 +45,8 @@ def calibrate_and_register(l1_paths, output_dir=None, refcat=None, *, options=No
         Calibration processes (default: one per core).
     progress : callable, optional
         Called with each calibrated path.
+    overwrite : bool
+        Replace existing L2 files (default False: refused before any work).
     """
     from romanflow.astrometry.pipeline import align_files
     from romanflow.astrometry.tweakreg import TweakregWarning
@@ -52,7 +54,8 @@ def calibrate_and_register(l1_paths, output_dir=None, refcat=None, *, options=No
 
     if refcat is not None and not Path(refcat).is_file():  # before any calibration work
         raise InputFileError(refcat, "reference catalog not found")
-    l2_paths = calibrate(l1_paths, output_dir, options=options, workers=workers, progress=progress)
+    l2_paths = calibrate(l1_paths, output_dir, options=options, workers=workers, progress=progress,
+                         overwrite=overwrite)
     if refcat is None:
         return RegisteredFiles(l2_paths)
     with warnings.catch_warnings(record=True) as caught:

@@ -7,7 +7,11 @@ The executor only orders and dispatches tasks; the work is in
 * clears the hidden ``.*.partial`` folders a killed run (or a killed Dask worker) left behind,
   before and after running,
 * keeps going past a failed task with the tasks that do not depend on it, then
-  raises one error naming the first failure,
+  raises one error naming the first failure (or, on request, only reports it),
+* collects the exposures whose registration failed (the task finished, its products
+  keep the unregistered WCS), from this run and from the ledger,
+* holds an exclusive lock on the output folder for the whole run, so that a second
+  run into the same folder is refused instead of repeating the work,
 * reports progress over tasks (tqdm).
 
 On Dask each worker runs one task at a time (one thread), with numba capped to
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 
 from romanflow.errors import RomanflowError
 from romanflow.run.graph import TaskGraph
-from romanflow.run.ledger import Ledger, remove_partials
+from romanflow.run.ledger import Ledger, output_lock, remove_partials
 from romanflow.run.tasks import execute
 
 #: What makes one task fail while the others go on: bad input (named by the error), a full disk or lost
@@ -44,6 +48,7 @@ class RunReport:
     done: list = field(default_factory=list)  #: task summaries run now
     skipped: list = field(default_factory=list)  #: keys found complete in the ledger
     failed: dict = field(default_factory=dict)  #: key -> error text
+    registration_failures: dict = field(default_factory=dict)  #: register task key -> reason
     wall_s: float = 0.0
     detectors: int = 0  #: detector exposures calibrated in this run
 
@@ -179,17 +184,34 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None, m
     return InProcessExecutor()
 
 
-def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True) -> RunReport:
-    """Run every task of ``graph`` not yet recorded as done; raise a RomanflowError if any failed."""
+def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True,
+              raise_on_failure: bool = True) -> RunReport:
+    """Run every task of ``graph`` not yet recorded as done.
+
+    Raises a RomanflowError naming the first failed task if any failed (unless not
+    ``raise_on_failure``: the report's ``failed`` then says it), and one naming the
+    folder if another run holds it (:func:`~romanflow.run.ledger.output_lock`).
+    """
     executor = executor or InProcessExecutor()
-    graph.root.mkdir(parents=True, exist_ok=True)
+    with output_lock(graph.root):
+        report = _run_locked(graph, executor, progress)
+    if report.failed and raise_on_failure:
+        first = next(iter(report.failed.items()))
+        raise RomanflowError(f"{len(report.failed)} of {report.n_tasks - len(report.skipped)} task(s) failed; "
+                             f"first: {first[0]}: {first[1]} (finished tasks are kept: run again to resume)")
+    return report
+
+
+def _run_locked(graph: TaskGraph, executor, progress: bool) -> RunReport:
     remove_partials(graph.root)
     ledger = Ledger(graph.root)
     report = RunReport(executor=executor.name, n_tasks=len(graph))
-    todo = []
+    todo, infos = [], {}
     for task in graph:
-        if ledger.done(task.key) is not None:
+        entry = ledger.done(task.key)
+        if entry is not None:
             report.skipped.append(task.key)
+            infos[task.key] = entry.get("info") or {}
         else:
             todo.append(task)
     start = time.perf_counter()
@@ -199,10 +221,11 @@ def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True) -> RunR
     remove_partials(graph.root)
     detector_tasks = {t.key for t in graph if t.detectors}
     report.detectors = sum(1 for s in report.done if s["key"] in detector_tasks and not s["skipped"])
-    if report.failed:
-        first = next(iter(report.failed.items()))
-        raise RomanflowError(f"{len(report.failed)} of {len(todo)} task(s) failed; first: {first[0]}: {first[1]} "
-                             f"(finished tasks are kept: run again to resume)")
+    infos.update({s["key"]: s.get("info") or {} for s in report.done})
+    for task in graph:
+        info = infos.get(task.key)
+        if task.kind == "register" and info is not None and info.get("status") not in ("SUCCESS", None):
+            report.registration_failures[task.key] = str(info.get("reason") or info.get("status"))
     return report
 
 

@@ -8,6 +8,11 @@ a record exists only for a task whose products are all complete. A rerun skips
 tasks whose record exists and whose products still have the recorded sizes; a
 run killed part-way leaves at worst hidden ``.*.partial`` folders, which
 :func:`remove_partials` clears before the next run.
+
+One run at a time writes into an output folder: :func:`output_lock` holds an
+exclusive ``flock`` on ``<output_dir>/.romanflow-run.lock`` while it runs. The
+kernel releases it when the process ends, however it ends (``kill -9`` included),
+so a stale lock file never blocks the next run.
 """
 
 from __future__ import annotations
@@ -16,9 +21,15 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+from romanflow.errors import RomanflowError
+
 LEDGER_DIR = "ledger"
+#: Name of the lock file in an output folder.
+LOCK_NAME = ".romanflow-run.lock"
+_held_locks: dict[str, list] = {}  # resolved lock path -> [file descriptor, depth], for this process
 
 
 def _files(path: Path):
@@ -102,3 +113,48 @@ def remove_partials(root) -> int:
             shutil.rmtree(p, ignore_errors=True)
             n += 1
     return n
+
+
+@contextmanager
+def output_lock(root):
+    """Hold the exclusive run lock of the output folder ``root`` (created if needed) for the ``with`` block.
+
+    Re-entrant within one process. Raises a RomanflowError naming the folder when another
+    process holds it. A folder made here and still empty at the end is removed again.
+    """
+    import fcntl
+
+    root = Path(root)
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    key = str(path.resolve())
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield path
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RomanflowError(f"{root}: another romanflow run is using this output folder (it holds {LOCK_NAME}); "
+                             "wait for it to end, or choose another folder") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    _held_locks[key] = [fd, 1]
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        del _held_locks[key]
+        if created and os.listdir(root) == [LOCK_NAME]:  # nothing was run: leave no folder behind
+            path.unlink(missing_ok=True)
+            root.rmdir()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -48,7 +48,7 @@ from romanflow.detector import (
     PIXEL_SCALE,
     total_size,
 )
-from romanflow.errors import InputFileError, RomanflowError
+from romanflow.errors import InputFileError, ParameterError, RomanflowError
 
 #: Dither patterns: offsets of the WFI centre in units of the dither step (see :func:`dither_offsets`).
 DITHER_PATTERNS = {
@@ -135,64 +135,174 @@ class SurveyPlan:
 
 
 # ----------------------------------------------------------------------------- reading
+#: Plan sections that are mappings, and the value types of their known keys.
+SECTION_KEYS = {
+    "scene": {"density_per_arcmin2": "positive", "star_fraction": "fraction", "seed": "int",
+              "faint_limit": "finite", "refcat_g_limit": "finite"},
+    "registration": {"minobj": "count", "snr_threshold": "positive", "searchrad": "positive", "fitgeometry": "str"},
+    "mosaic": {"cutout": "bool", "margin_pixels": "natural", "outliers": "bool"},
+    "catalog": {"snr_threshold": "positive", "n_pixels": "count", "deblend": "bool", "psf_photometry": "bool"},
+}
+_KIND_TEXT = {"positive": "a finite number > 0", "fraction": "a number from 0 to 1", "int": "an integer",
+              "finite": "a finite number", "count": "an integer >= 1", "natural": "an integer >= 0",
+              "str": "a text", "bool": "true or false"}
+
+
+def plan_error(source, problem: str) -> RomanflowError:
+    """The error for a problem of a plan: an InputFileError naming its file, when it was read from one."""
+    return InputFileError(source, problem) if source else RomanflowError(f"plan: {problem}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def value_problem(value, kind: str) -> str | None:
+    """Why ``value`` is not of ``kind`` (a key of :data:`_KIND_TEXT`), or None when it is."""
+    ok = {
+        "positive": lambda v: _is_number(v) and math.isfinite(v) and v > 0,
+        "fraction": lambda v: _is_number(v) and 0 <= v <= 1,
+        "int": _is_int,
+        "finite": lambda v: _is_number(v) and math.isfinite(v),
+        "count": lambda v: _is_int(v) and v >= 1,
+        "natural": lambda v: _is_int(v) and v >= 0,
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+    }[kind](value)
+    return None if ok else f"expected {_KIND_TEXT[kind]}, got {value!r}"
+
+
+def _numbers(value, n: int, key: str, where: str, problems: list) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+            _is_number(v) and math.isfinite(v) for v in value):
+        problems.append(f"{where}.{key}: expected a list of {n} finite numbers, got {value!r}")
+        return (0.0,) * n
+    return tuple(float(v) for v in value)
+
+
 def _exposure_from_dict(item, k: int, problems: list) -> ExposurePlan | None:
     where = f"exposures[{k}]"
     if not isinstance(item, dict):
-        problems.append(f"{where}: expected a mapping")
+        problems.append(f"{where}: expected a mapping, got {item!r}")
         return None
-    pointing = item.get("pointing") or {}
-    try:
-        return ExposurePlan(
-            id=str(item.get("id", f"e{k + 1:04d}")),
-            ra=float(pointing["ra"]), dec=float(pointing["dec"]), pa=float(pointing.get("pa", 0.0)),
-            filter=str(item["filter"]).upper(),
-            ma_table=int(item.get("ma_table", DEFAULT_MA_TABLE)),
-            detectors=tuple(str(d).upper() for d in (item.get("detectors") or ["WFI01"])),
-            dither=tuple(float(v) for v in item.get("dither", (0.0, 0.0))),
-            pointing_error=tuple(float(v) for v in item.get("pointing_error", (0.0, 0.0, 0.0))),
-            seed=int(item.get("seed", 0)),
-            ids=dict(item.get("ids") or {}),
-            start_time=str(item.get("start_time", "2027-06-01T00:00:00")),
-        )
-    except KeyError as exc:
-        problems.append(f"{where}: missing {exc.args[0]!r}")
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{where}: {exc}")
-    return None
+    before = len(problems)
+    pointing = item.get("pointing")
+    if not isinstance(pointing, dict):
+        problems.append(f"{where}.pointing: expected a mapping with ra, dec (and pa), got {pointing!r}")
+        pointing = {}
+    for key in ("ra", "dec"):
+        if key not in pointing and item.get("pointing") is not None:
+            problems.append(f"{where}: missing 'pointing.{key}'")
+    coords = {}
+    for key in ("ra", "dec", "pa"):
+        value = pointing.get(key, 0.0)
+        problem = value_problem(value, "finite")
+        if problem:
+            problems.append(f"{where}.pointing.{key}: {problem}")
+        coords[key] = float(value) if not problem else 0.0
+    if "filter" not in item:
+        problems.append(f"{where}: missing 'filter'")
+    elif not isinstance(item["filter"], str):
+        problems.append(f"{where}.filter: expected a filter name such as F158, got {item['filter']!r}")
+    detectors = item.get("detectors") or ["WFI01"]
+    if isinstance(detectors, str):
+        detectors = [detectors]
+    if not isinstance(detectors, list) or not all(isinstance(d, str) for d in detectors):
+        problems.append(f"{where}.detectors: expected a list of detector names, got {detectors!r}")
+        detectors = []
+    for key in ("ma_table", "seed"):
+        if key in item and not _is_int(item[key]):
+            problems.append(f"{where}.{key}: expected an integer, got {item[key]!r}")
+    ids = item.get("ids") or {}
+    if not isinstance(ids, dict) or not all(_is_int(v) and v >= 0 for v in ids.values()):
+        problems.append(f"{where}.ids: expected a mapping of non-negative integers, got {ids!r}")
+        ids = {}
+    start_time = item.get("start_time", "2027-06-01T00:00:00")
+    if not isinstance(start_time, str):
+        problems.append(f"{where}.start_time: expected a UTC time such as 2027-06-01T00:00:00, got {start_time!r}")
+    dither = _numbers(item.get("dither", (0.0, 0.0)), 2, "dither", where, problems)
+    pointing_error = _numbers(item.get("pointing_error", (0.0, 0.0, 0.0)), 3, "pointing_error", where, problems)
+    if len(problems) > before:
+        return None
+    return ExposurePlan(
+        id=str(item.get("id", f"e{k + 1:04d}")), ra=coords["ra"], dec=coords["dec"], pa=coords["pa"],
+        filter=item["filter"].upper(), ma_table=int(item.get("ma_table", DEFAULT_MA_TABLE)),
+        detectors=tuple(d.upper() for d in detectors), dither=dither, pointing_error=pointing_error,
+        seed=int(item.get("seed", 0)), ids=dict(ids), start_time=start_time,
+    )
 
 
 def plan_from_dict(data: dict, base: Path | None = None, source: str | None = None) -> SurveyPlan:
-    """Build a plan from its YAML mapping (not yet checked: see :func:`check_plan`)."""
-    where = source or "plan"
+    """Build a plan from its YAML mapping, checking the type of every value (the rest: :func:`check_plan`).
+
+    Raises an InputFileError naming ``source`` (the plan file) and every key of the wrong type.
+    """
     if not isinstance(data, dict):
-        raise RomanflowError(f"{where}: a plan is a YAML mapping with 'exposures' or 'inputs'")
+        raise plan_error(source, "a plan is a YAML mapping with 'exposures' or 'inputs'")
     known = {"name", "science_size", "exposures", "scene", "inputs", "refcat", "registration", "mosaic", "catalog"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(map(str, set(data) - known))
     if unknown:
-        raise RomanflowError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise plan_error(source, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     problems: list[str] = []
-    exposures = [_exposure_from_dict(item, k, problems) for k, item in enumerate(data.get("exposures") or [])]
+    name = data.get("name", "survey")
+    if not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name):
+        problems.append(f"name: expected a text, got {name!r}")
+    science_size = data.get("science_size", N_PIX_SCIENCE)
+    if not _is_int(science_size):
+        problems.append(f"science_size: expected an integer number of pixels, got {science_size!r}")
+        science_size = N_PIX_SCIENCE
+    raw_exposures = data.get("exposures")
+    if raw_exposures is not None and not isinstance(raw_exposures, list):
+        problems.append(f"exposures: expected a list of exposures, got {raw_exposures!r}")
+        raw_exposures = None
+    exposures = [_exposure_from_dict(item, k, problems) for k, item in enumerate(raw_exposures or [])]
+    inputs = data.get("inputs")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if inputs is not None and not (isinstance(inputs, list) and all(isinstance(p, str) and p for p in inputs)):
+        problems.append(f"inputs: expected a list of files or folders, got {inputs!r}")
+        inputs = None
+    refcat = data.get("refcat")
+    if refcat is not None and not (isinstance(refcat, str) and refcat):
+        problems.append(f"refcat: expected a file name, got {refcat!r}")
+        refcat = None
+    sections = {}
+    for section, kinds in SECTION_KEYS.items():
+        value = data.get(section)
+        if value is None:
+            sections[section] = {}
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{section}: expected a mapping, got {value!r}")
+            sections[section] = {}
+            continue
+        for key, item in value.items():
+            if key not in kinds:
+                problems.append(f"{section}: unknown key {key!r} (known: {', '.join(kinds)})")
+            elif (problem := value_problem(item, kinds[key])) is not None:
+                problems.append(f"{section}.{key}: {problem}")
+        sections[section] = dict(value)
     if problems:
-        raise RomanflowError(f"{where}: " + "; ".join(problems))
+        raise plan_error(source, "; ".join(problems))
 
     def resolve(p):
         p = Path(str(p)).expanduser()
         return p if p.is_absolute() or base is None else base / p
 
-    try:
-        science_size = int(data.get("science_size", N_PIX_SCIENCE))
-    except (TypeError, ValueError):
-        raise RomanflowError(f"{where}: science_size must be an integer number of pixels") from None
     return SurveyPlan(
-        name=str(data.get("name", "survey")),
-        science_size=science_size,
+        name=str(name),
+        science_size=int(science_size),
         exposures=exposures,
-        scene=dict(data.get("scene") or {}),
-        inputs=[resolve(p) for p in (data.get("inputs") or [])],
-        refcat=str(resolve(data["refcat"])) if data.get("refcat") else None,
-        registration=dict(data.get("registration") or {}),
-        mosaic=dict(data.get("mosaic") or {}),
-        catalog=dict(data.get("catalog") or {}),
+        scene=sections["scene"],
+        inputs=[resolve(p) for p in (inputs or [])],
+        refcat=str(resolve(refcat)) if refcat else None,
+        registration=sections["registration"],
+        mosaic=sections["mosaic"],
+        catalog=sections["catalog"],
         source=source,
     )
 
@@ -246,8 +356,7 @@ def observation_ids(exposure: ExposurePlan):
 
 
 def check_plan(plan: SurveyPlan) -> None:
-    """Raise a RomanflowError naming every problem of the plan; return None when it can run."""
-    where = plan.source or "plan"
+    """Raise a RomanflowError (an InputFileError naming the plan file) listing every problem of the plan."""
     problems: list[str] = []
     try:
         total_size(plan.science_size)
@@ -279,6 +388,8 @@ def check_plan(plan: SurveyPlan) -> None:
             problems.append(f"{label}: unknown detector(s) {', '.join(bad)} (WFI01..WFI18)")
         if len(set(e.detectors)) != len(e.detectors):
             problems.append(f"{label}: a detector is listed twice")
+        if not (math.isfinite(e.ra) and math.isfinite(e.pa)):
+            problems.append(f"{label}: ra and pa must be finite")
         if not -90.0 <= e.dec <= 90.0:
             problems.append(f"{label}: dec {e.dec} outside [-90, 90]")
         if len(e.dither) != 2 or len(e.pointing_error) != 3:
@@ -294,11 +405,14 @@ def check_plan(plan: SurveyPlan) -> None:
                 problems.append(f"{label}: output {name}_uncal.asdf also written by exposure "
                                 f"{seen_files[name]!r} (give the exposures different ids: visit/exposure numbers)")
             seen_files[name] = e.id
-    for key, value in plan.scene.items():
-        if key not in ("density_per_arcmin2", "star_fraction", "seed", "faint_limit", "refcat_g_limit"):
-            problems.append(f"scene: unknown key {key!r}")
+    for section, kinds in SECTION_KEYS.items():
+        for key, value in (getattr(plan, section) or {}).items():
+            if key not in kinds:
+                problems.append(f"{section}: unknown key {key!r}")
+            elif (problem := value_problem(value, kinds[key])) is not None:
+                problems.append(f"{section}.{key}: {problem}")
     if problems:
-        raise RomanflowError(f"{where}: " + "; ".join(problems))
+        raise plan_error(plan.source, "; ".join(problems))
 
 
 # ----------------------------------------------------------------------------- generating
@@ -346,8 +460,15 @@ def tiled_plan(ra: float, dec: float, size_deg: float, filters, *, dither: str =
     """
     import numpy as np
 
-    if size_deg <= 0:
-        raise RomanflowError(f"--size-deg must be positive, got {size_deg}")
+    for parameter, value, kind in (("ra", ra, "finite"), ("pa", pa, "finite"), ("size_deg", size_deg, "positive")):
+        if (problem := value_problem(value, kind)) is not None:
+            raise ParameterError(parameter, value, problem.split(",")[0])
+    if not (_is_number(dec) and -90.0 <= dec <= 90.0):
+        raise ParameterError("dec", dec, "expected degrees from -90 to 90")
+    if not (_is_number(pointing_error_arcsec) and math.isfinite(pointing_error_arcsec) and pointing_error_arcsec >= 0):
+        raise ParameterError("pointing_error_arcsec", pointing_error_arcsec, "expected a finite number >= 0")
+    if not (0.0 <= overlap < 1.0):
+        raise ParameterError("overlap", overlap, "expected a fraction in [0, 1)")
     width, height = wfi_extent_deg()
     step_x, step_y = width * (1 - overlap), height * (1 - overlap)
     nx, ny = max(1, math.ceil(size_deg / step_x - 1e-9)), max(1, math.ceil(size_deg / step_y - 1e-9))

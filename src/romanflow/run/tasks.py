@@ -206,28 +206,13 @@ def catalog_cell(mosaic_paths, out_path, *, snr_threshold=5.0, n_pixels=5, deble
 
 
 def hats_catalog(catalog_paths, skycells, out_dir, *, name="survey"):
-    """One HATS catalog of every sky cell's sources, each kept only in the cell whose core holds it."""
-    from astropy.table import vstack
+    """One HATS catalog of every sky cell's sources: each source once, the merge rule recorded."""
+    from romanflow.catalog.hats_io import hats_from_cell_catalogs
 
-    from romanflow.catalog.hats_io import write_hats
-    from romanflow.catalog.parquet import read_catalog_parquet
-    from romanflow.mosaic.skycells import skycell_containing
-
-    parts = []
-    for path, cell in zip(catalog_paths, skycells):
-        t = read_catalog_parquet(path)
-        if len(t) == 0:
-            continue
-        ra = np.asarray(t["ra"].value if hasattr(t["ra"], "value") else t["ra"], dtype=float)
-        dec = np.asarray(t["dec"].value if hasattr(t["dec"], "value") else t["dec"], dtype=float)
-        home = np.array(skycell_containing(ra, dec)) == cell
-        parts.append(t[home])
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    path, record = hats_from_cell_catalogs(catalog_paths, skycells, out_dir, catalog_name=name, overwrite=True)
+    if path is None:
         return {"products": [], "info": {"n_sources": 0, "note": "no sources: no HATS catalog written"}}
-    table = vstack(parts, join_type="exact", metadata_conflicts="silent")
-    write_hats(table, out_dir, catalog_name=name, provenance={"inputs": [Path(p).name for p in catalog_paths]})
-    return {"products": [out_dir], "info": {"n_sources": len(table), "n_cells": len(parts)}}
+    return {"products": [out_dir], "info": {"n_sources": record["rows_kept"], "merge": record}}
 
 
 #: Task kinds and the functions that do them.

@@ -58,7 +58,7 @@ from romanflow.detector import (
     total_size,
 )
 from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel
-from romanflow.errors import RomanflowError
+from romanflow.errors import ParameterError, RomanflowError
 from romanflow.exposure import RampExposure
 from romanflow.simulate.ramp import COSMIC_RAY_RATE, draw_cosmic_rays, sample_resultants
 from romanflow.simulate.render import WING_SIZE, render_sources
@@ -400,7 +400,7 @@ def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: 
              n_sources: int | None = None, ma_table: int = 4, pointing=(270.0, 66.0, 0.0),
              pointing_error=(0.0, 0.0, 0.0), science_size: int = N_PIX_SCIENCE, seed: int = 0,
              output_dir=".", start_time=DEFAULT_START_TIME, ids: ObservationIds = ObservationIds(),
-             cosmic_ray_rate: float = COSMIC_RAY_RATE, progress=None) -> dict:
+             cosmic_ray_rate: float = COSMIC_RAY_RATE, progress=None, overwrite: bool = False) -> dict:
     """Simulate L1 files of one exposure and write them with their truth.
 
     Parameters
@@ -434,6 +434,13 @@ def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: 
         Cosmic-ray hits per cm² per second.
     progress : callable, optional
         Called with the detector name after each detector.
+    overwrite : bool
+        Replace the files of a simulation already in ``output_dir`` (default False:
+        any existing output is refused before any work).
+
+    Parameters are checked, and every output path with them, before anything is
+    written; if the simulation then fails, the files it created are removed (files
+    it replaced under ``overwrite`` stay replaced).
 
     Returns
     -------
@@ -445,40 +452,123 @@ def simulate(scene: Scene | None = None, detectors=("WFI01",), optical_element: 
 
     optical_element = check_filter(optical_element)
     detectors = [detector_name(d) for d in (detectors if not isinstance(detectors, (str, int)) else [detectors])]
+    check_simulation_parameters(n_sources=n_sources, pointing=pointing, pointing_error=pointing_error,
+                                science_size=science_size, seed=seed, start_time=start_time)
     if isinstance(pointing, geometry.Pointing):
         commanded = pointing
     else:
         commanded = geometry.pointing_for(*pointing)
-    if len(tuple(pointing_error)) != 3:
-        raise RomanflowError("pointing_error must be (dra_arcsec, ddec_arcsec, droll_deg)")
-    total_size(science_size)
     out = Path(output_dir)
     truth_dir = out / "truth"
-    if scene is None:
-        radius = _field_radius(commanded, detectors, science_size)
-        full_area_arcmin2 = (N_PIX_SCIENCE * PIXEL_SCALE / 60.0) ** 2
-        density = None if n_sources is None else n_sources / full_area_arcmin2
-        scene = random_scene(commanded.ra_ref, commanded.dec_ref, radius, density_per_arcmin2=density, seed=seed)
+    planned = simulation_outputs(detectors, out, ids)
+    check_simulation_outputs(planned, overwrite=overwrite)
+    existing = {path for paths in planned.values() for path in paths if path.exists()}
     root = ids.root
-    result = {"l1": [], "sources": [], "rate": [], "cosmic_rays": [], "wcs": []}
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    scene_path = truth_dir / f"{root}_scene.parquet"
-    with atomic_path(scene_path) as tmp:
-        scene.table.to_parquet(tmp, index=False)
-    result["scene"] = scene_path
-    gaia_path = truth_dir / f"{root}_gaia.parquet"
-    with atomic_path(gaia_path) as tmp:
-        gaia_catalog(scene, seed=seed).to_parquet(tmp, index=False)
-    result["gaia"] = gaia_path
-    for det in detectors:
-        sim = simulate_detector(scene, det, optical_element, ma_table_number=ma_table, pointing=commanded,
-                                pointing_error=pointing_error, science_size=science_size, seed=seed,
-                                start_time=start_time, ids=ids, cosmic_ray_rate=cosmic_ray_rate)
-        l1_path, paths = write_detector_products(sim, commanded, out / f"{root}_{det.lower()}_uncal.asdf", truth_dir)
-        result["l1"].append(l1_path)
-        for key, path in paths.items():
-            result[key].append(path)
-        del sim
-        if progress is not None:
-            progress(det)
+    written: list[Path] = []
+    try:
+        if scene is None:
+            radius = _field_radius(commanded, detectors, science_size)
+            full_area_arcmin2 = (N_PIX_SCIENCE * PIXEL_SCALE / 60.0) ** 2
+            density = None if n_sources is None else n_sources / full_area_arcmin2
+            scene = random_scene(commanded.ra_ref, commanded.dec_ref, radius, density_per_arcmin2=density,
+                                 seed=seed)
+        result = {"l1": [], "sources": [], "rate": [], "cosmic_rays": [], "wcs": []}
+        scene_path = truth_dir / f"{root}_scene.parquet"
+        with atomic_path(scene_path) as tmp:
+            scene.table.to_parquet(tmp, index=False)
+        written.append(scene_path)
+        result["scene"] = scene_path
+        gaia_path = truth_dir / f"{root}_gaia.parquet"
+        with atomic_path(gaia_path) as tmp:
+            gaia_catalog(scene, seed=seed).to_parquet(tmp, index=False)
+        written.append(gaia_path)
+        result["gaia"] = gaia_path
+        for det in detectors:
+            sim = simulate_detector(scene, det, optical_element, ma_table_number=ma_table, pointing=commanded,
+                                    pointing_error=pointing_error, science_size=science_size, seed=seed,
+                                    start_time=start_time, ids=ids, cosmic_ray_rate=cosmic_ray_rate)
+            l1_target = out / f"{root}_{det.lower()}_uncal.asdf"
+            written.extend(planned[det])
+            l1_path, paths = write_detector_products(sim, commanded, l1_target, truth_dir)
+            result["l1"].append(l1_path)
+            for key, path in paths.items():
+                result[key].append(path)
+            del sim
+            if progress is not None:
+                progress(det)
+    except BaseException:
+        for path in written:  # a failed simulation leaves none of the files it created behind
+            if path in existing:
+                continue
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
     return result
+
+
+def simulation_outputs(detectors, output_dir, ids: ObservationIds = ObservationIds()) -> dict:
+    """The files :func:`simulate` writes: ``{'WFInn': [L1, its truth files...], 'truth': [scene, gaia]}``."""
+    out = Path(output_dir)
+    truth_dir = out / "truth"
+    root = ids.root
+    planned = {}
+    for det in detectors:
+        stem = f"{root}_{detector_name(det).lower()}"
+        planned[detector_name(det)] = [out / f"{stem}_uncal.asdf",
+                                       *(truth_dir / f"{stem}{suffix}" for suffix in
+                                         ("_sources.parquet", "_cosmic_rays.parquet", "_rate.npy", "_wcs.asdf"))]
+    planned["truth"] = [truth_dir / f"{root}_scene.parquet", truth_dir / f"{root}_gaia.parquet"]
+    return planned
+
+
+def check_simulation_outputs(planned: dict, *, overwrite: bool = False) -> None:
+    """Check every planned output can be written (see :func:`romanflow.formats.asdf_io.check_output_path`)."""
+    from romanflow.formats.asdf_io import check_output_path
+
+    for paths in planned.values():
+        for path in paths:
+            check_output_path(path, overwrite=overwrite)
+
+
+def check_simulation_parameters(*, n_sources=None, pointing=(270.0, 66.0, 0.0), pointing_error=(0.0, 0.0, 0.0),
+                                science_size: int = N_PIX_SCIENCE, seed: int = 0, start_time=DEFAULT_START_TIME):
+    """Raise :class:`ParameterError` for a parameter :func:`simulate` cannot use.
+
+    ``pointing``: finite RA in [0, 360), Dec in [-90, 90] and position angle (deg);
+    ``pointing_error``: three finite numbers; ``n_sources``: an integer >= 0;
+    ``seed``: an integer >= 0; ``start_time``: an ISO UTC time.
+    """
+    from astropy.time import Time
+
+    if not isinstance(pointing, geometry.Pointing):
+        try:
+            ra, dec, pa = (float(v) for v in pointing)
+        except (TypeError, ValueError):
+            raise ParameterError("pointing", pointing, "expected (ra, dec, pa) in degrees") from None
+        if not (math.isfinite(ra) and 0.0 <= ra < 360.0):
+            raise ParameterError("ra", ra, "must be a finite angle in [0, 360) degrees")
+        if not (math.isfinite(dec) and -90.0 <= dec <= 90.0):
+            raise ParameterError("dec", dec, "must be a finite angle in [-90, 90] degrees")
+        if not math.isfinite(pa):
+            raise ParameterError("pa", pa, "must be a finite angle in degrees")
+    try:
+        error = tuple(float(v) for v in pointing_error)
+    except (TypeError, ValueError):
+        error = ()
+    if len(error) != 3 or not all(math.isfinite(v) for v in error):
+        raise ParameterError("pointing_error", pointing_error,
+                             "expected three finite numbers: (dra_arcsec, ddec_arcsec, droll_deg)")
+    if n_sources is not None and (isinstance(n_sources, bool) or not isinstance(n_sources, (int, np.integer))
+                                  or n_sources < 0):
+        raise ParameterError("n_sources", n_sources, "must be an integer >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError("seed", seed, "must be an integer >= 0")
+    total_size(science_size)
+    if not isinstance(start_time, Time):
+        try:
+            Time(start_time, scale="utc")
+        except (TypeError, ValueError):
+            raise ParameterError("start_time", start_time, "expected an ISO UTC time such as "
+                                                           f"{DEFAULT_START_TIME}") from None
