@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+def one_line(text) -> str:
+    """``text`` with its lines joined by "; " (library messages often span several lines)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 class RomanflowError(Exception):
     """A problem with the input or the request, reported to the user as one clear line."""
 
@@ -47,7 +52,7 @@ class InputFileError(RomanflowError):
 
     def __init__(self, path, problem: str):
         self.path = str(path)
-        self.problem = str(problem)
+        self.problem = one_line(problem)
         super().__init__(f"{self.path}: {self.problem}")
 
     def __reduce__(self):
@@ -70,7 +75,7 @@ class ParameterError(RomanflowError, ValueError):
     def __init__(self, name: str, value, problem: str):
         self.name = str(name)
         self.value = value
-        self.problem = str(problem)
+        self.problem = one_line(problem)
         super().__init__(f"{self.name}={value!r}: {self.problem}")
 
     def __reduce__(self):

@@ -108,7 +108,7 @@ def _move_into_place(tmpdir: Path, path: Path) -> None:
     if _exchange(tmpdir, path):
         shutil.rmtree(tmpdir, ignore_errors=True)  # now holds the old catalog
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name[:64]}.", suffix=".old", dir=path.parent))
     old = aside / path.name
     os.rename(path, old)
     try:
@@ -248,7 +248,7 @@ def write_hats(
 
     order, pixel = adaptive_partitions(index29, pixel_threshold, highest_order)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name[:64]}.", suffix=".partial", dir=path.parent))
     try:
         partitions = sorted(set(zip(order.tolist(), pixel.tolist())))
         key = order * (1 << 40) + pixel  # order <= 29 and pixel < 12*4**10 fit easily
@@ -265,7 +265,7 @@ def write_hats(
             healpix_pixels.append(hp_pixel)
             leaf = Path(str(hats_paths.pixel_catalog_file(tmpdir, hp_pixel)))
             leaf.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(arrow.take(pa.array(rows)), leaf, compression="zstd")
+            pq.write_table(arrow.take(pa.array(rows)), leaf, compression="zstd", write_page_checksum=True)
         assert len(healpix_pixels) == len(partitions)
 
         write_parquet_metadata(tmpdir)

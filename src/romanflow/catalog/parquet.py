@@ -177,7 +177,7 @@ def write_catalog_parquet(table, path, *, columns=None, provenance: dict | None 
         validate_table(table, columns, name=path.name)
     arrow_table = table_to_arrow(table, provenance)
     with atomic_path(path) as tmp:
-        pq.write_table(arrow_table, tmp, compression="none")
+        pq.write_table(arrow_table, tmp, compression="none", write_page_checksum=True)
     return path
 
 

@@ -154,6 +154,8 @@ def band_image_from_rate_image(image, *, psf_fwhm_arcsec=None, source: str = "L2
 
     if image.wcs is None:
         raise RomanflowError(f"{source}: no WCS (meta.wcs is null); run assign_wcs first")
+    if not hasattr(image.wcs, "pixel_to_world_values"):
+        raise RomanflowError(f"{source}: meta.wcs is not a WCS ({type(image.wcs).__name__})")
     conversion = get_meta(image.meta, "photometry.conversion_megajanskys")
     if not _valid(conversion):
         raise RomanflowError(f"{source}: meta.photometry.conversion_megajanskys is missing; run photom first")
@@ -222,6 +224,8 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
     wcs = model.meta.wcs if "wcs" in model.meta else None
     if wcs is None:
         raise RomanflowError(f"{source}: the mosaic has no WCS (meta.wcs)")
+    if not hasattr(wcs, "pixel_to_world_values"):
+        raise RomanflowError(f"{source}: meta.wcs is not a WCS ({type(wcs).__name__})")
     data = np.asarray(model.data, np.float32)
     err = np.asarray(model.err, np.float32)
     ny, nx = data.shape

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
-from romanflow.cli.options import add_command, positive_int
+from romanflow.cli.options import add_command, name_token, output_dir, positive_int
 
 
 def positive_number(text: str) -> float:
@@ -19,6 +20,11 @@ def positive_number(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
     return value
+
+
+def _hats_location(text: str) -> Path:
+    """``--hats``: an existing path (checked later against what it holds) or one that can be created."""
+    return Path(text) if os.path.lexists(text) else Path(output_dir(text))
 
 
 def register(subparsers) -> None:
@@ -36,12 +42,12 @@ def register(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="ASDF files, or the word 'columns'")
     parser.add_argument("-o", "--output-dir", type=Path, metavar="DIR", help="folder for the Parquet catalog(s)")
     parser.add_argument("--bands", help="comma-separated filters expected, in order (checked against the files)")
-    parser.add_argument("--hats", type=Path, metavar="DIR",
+    parser.add_argument("--hats", type=_hats_location, metavar="DIR",
                         help="also write a HATS catalog to DIR (a new or empty folder; an existing HATS catalog "
                              "only with --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing catalog files and an existing HATS catalog (nothing else is replaced)")
-    parser.add_argument("--name", help="catalog file stem (default: from the first image)")
+    parser.add_argument("--name", type=name_token, help="catalog file stem (default: from the first image)")
     parser.add_argument("--snr-threshold", type=positive_number, default=5.0,
                         help="detection threshold in sigma, > 0 (default 5)")
     parser.add_argument("--n-pixels", type=positive_int, default=5, help="minimum connected pixels (default 5)")
@@ -136,9 +142,10 @@ def _forced_positions(path: Path):
     if not path.is_file():
         raise InputFileError(path, "no such file")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a file that is not Parquet
-        raise InputFileError(path, f"not a readable Parquet catalog: {exc}") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputFileError(path, f"not a readable Parquet catalog: {first_line}") from None
     missing = [c for c in ("ra", "dec") if c not in table.column_names]
     if missing:
         raise InputFileError(path, f"no {' and '.join(missing)} column")
@@ -176,6 +183,11 @@ def _run_forced(args) -> int:
     ra, dec, ids = _forced_positions(args.forced)
     for out in outs:
         check_catalog_destination(out, overwrite=args.overwrite)
+    from romanflow.formats import open_model
+
+    for path in args.images:  # every image is checked (schema, checksums) before any catalog is written
+        with open_model(path, ("ImageModel", "MosaicModel")):
+            pass
     for path, out in zip(args.images, outs):
         image = read_band_image(path, psf_fwhm_arcsec=args.psf_fwhm)
         try:

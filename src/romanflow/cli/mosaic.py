@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from romanflow.cli.options import add_command, add_output_dir, output_file
+from romanflow.cli.options import add_command, add_output_dir, name_token, output_file
 from romanflow.errors import InputFileError, ParameterError, RomanflowError
 
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", help="L2 files or folders of them")
     p.add_argument("--product-type", choices=("visit", "pass", "full"), default="full",
                    help="how exposures are grouped: per visit, per pass, or all together (default full)")
-    p.add_argument("--data-release-id", default="p", help="data release tag in product names (default p)")
+    p.add_argument("--data-release-id", type=name_token, default="p", help="data release tag in product names (default p)")
     p.add_argument("--skycell", action="append", metavar="NAME",
                    help="keep only this sky cell, e.g. 270p66x50y51 (repeatable)")
     add_output_dir(p, required=True, help="folder for the *_asn.json files")

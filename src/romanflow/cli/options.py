@@ -100,6 +100,27 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (a random seed, a count that may be zero)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
+def name_token(text: str) -> str:
+    """A name that becomes part of file names: 1-64 letters, digits, '_', '-' or '.', not starting with '.'."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}", str(text)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1-64 letters, digits, '_', '-' or '.' "
+                                         "(it becomes part of file names)")
+    return str(text)
+
+
 def finite_float(text: str) -> float:
     """A finite number (no nan or inf)."""
     value = _number(text)

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from romanflow.cli.options import (
+    name_token,
+    non_negative_int,
     add_command,
     add_detectors,
     add_ma_table,
@@ -45,8 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--pointing-error-rms", type=non_negative_float, default=0.0, metavar="ARCSEC",
                    help="r.m.s. per axis of the random pointing errors to simulate (arcsec, default 0)")
     p.add_argument("--density", type=positive_float, default=None, help="sources per arcmin² (> 0, default 150)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the scene and pointing errors (default 0)")
-    p.add_argument("--name", default="survey", help="survey name, used in product names (default survey)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the scene and pointing errors (default 0)")
+    p.add_argument("--name", type=name_token, default="survey", help="survey name, used in product names (default survey)")
     p.add_argument("-o", "--output", type=output_file, required=True, metavar="FILE", help="plan file to write (YAML)")
     p.set_defaults(func=run_plan_command)
 

@@ -159,7 +159,7 @@ def find_l2_files(items) -> list[Path]:
         else:
             raise InputFileError(p, "no such file or folder")
     if not out:
-        raise RomanflowError("no L2 files found")
+        raise InputFileError(", ".join(str(i) for i in items), "no L2 files (*.asdf) found there")
     return out
 
 

@@ -52,8 +52,12 @@ def calibrate_and_register(l1_paths, output_dir=None, refcat=None, *, options=No
     from romanflow.astrometry.tweakreg import TweakregWarning
     from romanflow.calibrate import calibrate
 
-    if refcat is not None and not Path(refcat).is_file():  # before any calibration work
-        raise InputFileError(refcat, "reference catalog not found")
+    if refcat is not None:  # the whole catalog is checked before any calibration work
+        from romanflow.astrometry.refcat import read_refcat
+
+        if not Path(refcat).is_file():
+            raise InputFileError(refcat, "reference catalog not found")
+        read_refcat(refcat)
     l2_paths = calibrate(l1_paths, output_dir, options=options, workers=workers, progress=progress,
                          overwrite=overwrite)
     if refcat is None:

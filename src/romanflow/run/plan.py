@@ -153,6 +153,21 @@ def plan_error(source, problem: str) -> RomanflowError:
     return InputFileError(source, problem) if source else RomanflowError(f"plan: {problem}")
 
 
+def _is_utc_time(text: str) -> bool:
+    """Whether astropy reads ``text`` as a time (ISO/ISOT, UTC)."""
+    import warnings
+
+    from astropy.time import Time
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Time(text, scale="utc")
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -217,12 +232,14 @@ def _exposure_from_dict(item, k: int, problems: list) -> ExposurePlan | None:
     for key in ("ma_table", "seed"):
         if key in item and not _is_int(item[key]):
             problems.append(f"{where}.{key}: expected an integer, got {item[key]!r}")
+    if _is_int(item.get("seed", 0)) and item.get("seed", 0) < 0:
+        problems.append(f"{where}.seed: expected an integer >= 0, got {item['seed']!r}")
     ids = item.get("ids") or {}
     if not isinstance(ids, dict) or not all(_is_int(v) and v >= 0 for v in ids.values()):
         problems.append(f"{where}.ids: expected a mapping of non-negative integers, got {ids!r}")
         ids = {}
     start_time = item.get("start_time", "2027-06-01T00:00:00")
-    if not isinstance(start_time, str):
+    if not isinstance(start_time, str) or not _is_utc_time(start_time):
         problems.append(f"{where}.start_time: expected a UTC time such as 2027-06-01T00:00:00, got {start_time!r}")
     dither = _numbers(item.get("dither", (0.0, 0.0)), 2, "dither", where, problems)
     pointing_error = _numbers(item.get("pointing_error", (0.0, 0.0, 0.0)), 3, "pointing_error", where, problems)
