@@ -66,10 +66,10 @@ def main(argv=None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="astrometry_bench_"))
     t0 = time.perf_counter()
     sim = simulate(star_field(commanded, detectors, args.size), detectors, "F158", pointing=commanded,
-                   pointing_error=error, science_size=args.size, seed=1, output_dir=work)
+                   pointing_error=error, science_size=args.size, seed=1, output_dir=work, overwrite=True)
     t_sim = time.perf_counter() - t0
     t0 = time.perf_counter()
-    l2 = calibrate(sim["l1"], work / "l2")
+    l2 = calibrate(sim["l1"], work / "l2", overwrite=True)
     t_cal = time.perf_counter() - t0
     images = [read_l2(p) for p in l2]
     truth = [pd.read_parquet(p) for p in sim["sources"]]
