@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 
-from romanflow.cli.options import add_command, name_token, output_dir, positive_int
-
-
-def positive_number(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
-    return value
+from romanflow.cli.options import add_command, name_token, output_dir, positive_float, positive_int
 
 
 def _hats_location(text: str) -> Path:
@@ -48,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing catalog files and an existing HATS catalog (nothing else is replaced)")
     parser.add_argument("--name", type=name_token, help="catalog file stem (default: from the first image)")
-    parser.add_argument("--snr-threshold", type=positive_number, default=5.0,
+    parser.add_argument("--snr-threshold", type=positive_float, default=5.0,
                         help="detection threshold in sigma, > 0 (default 5)")
     parser.add_argument("--n-pixels", type=positive_int, default=5, help="minimum connected pixels (default 5)")
     parser.add_argument("--no-deblend", action="store_true", help="do not deblend")
@@ -56,7 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--forced", type=Path, metavar="CATALOG",
                         help="Parquet catalog with ra, dec (and id or label): forced photometry of each image there")
     parser.add_argument(
-        "--psf-fwhm", type=positive_number, metavar="ARCSEC",
+        "--psf-fwhm", type=positive_float, metavar="ARCSEC",
         help="PSF FWHM for every band, > 0 (estimated from the image otherwise)"
     )
     parser.set_defaults(func=run)

@@ -82,15 +82,19 @@ def detector_list(values) -> list[str]:
     return list(DETECTORS) if "all" in values else list(dict.fromkeys(values))
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _integer(text: str, minimum: int, wanted: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {wanted}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {wanted}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _integer(text, 1, "a positive integer")
 
 
 def _number(text: str) -> float:
@@ -102,13 +106,7 @@ def _number(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (a random seed, a count that may be zero)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
+    return _integer(text, 0, "an integer >= 0")
 
 
 def name_token(text: str) -> str:
@@ -150,6 +148,14 @@ def latitude(text: str) -> float:
     value = _number(text)
     if not (math.isfinite(value) and -90.0 <= value <= 90.0):
         raise argparse.ArgumentTypeError(f"{text!r}: expected degrees from -90 to 90")
+    return value
+
+
+def right_ascension(text: str) -> float:
+    """A right ascension or longitude in degrees, [0, 360)."""
+    value = _number(text)
+    if not (math.isfinite(value) and 0.0 <= value < 360.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected degrees in [0, 360)")
     return value
 
 

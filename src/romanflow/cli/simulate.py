@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
-import math
-
-from romanflow.cli.options import add_command, add_detectors, add_ma_table, add_output_dir, add_size, filter_name
+from romanflow.cli.options import (
+    add_command,
+    add_detectors,
+    add_ma_table,
+    add_output_dir,
+    add_size,
+    filter_name,
+    finite_float,
+    iso_time,
+    latitude,
+    non_negative_int,
+    right_ascension,
+)
 from romanflow.detector import DEFAULT_MA_TABLE
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
-    return value
-
-
-def right_ascension(text: str) -> float:
-    """``--ra``: a finite angle in [0, 360) degrees."""
-    value = _finite(text)
-    if not 0.0 <= value < 360.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a right ascension in [0, 360) degrees")
-    return value
-
-
-def declination(text: str) -> float:
-    """``--dec``: a finite angle in [-90, 90] degrees."""
-    value = _finite(text)
-    if not -90.0 <= value <= 90.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a declination in [-90, 90] degrees")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
-
-
-def utc_time(text: str) -> str:
-    """``--start-time``: an ISO time, UTC (``2027-06-01T00:00:00``)."""
-    from astropy.time import Time
-
-    try:
-        Time(text, scale="utc")
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an ISO UTC time such as 2027-06-01T00:00:00") from None
-    return text
 
 
 def register(subparsers) -> None:
@@ -68,17 +29,17 @@ def register(subparsers) -> None:
     add_ma_table(p, default=DEFAULT_MA_TABLE)
     p.add_argument("--ra", type=right_ascension, default=270.0,
                    help="RA of the WFI centre (deg, [0, 360), default 270)")
-    p.add_argument("--dec", type=declination, default=66.0, help="Dec of the WFI centre (deg, [-90, 90], default 66)")
-    p.add_argument("--pa", type=_finite, default=0.0, help="position angle of +V3 (deg, default 0)")
+    p.add_argument("--dec", type=latitude, default=66.0, help="Dec of the WFI centre (deg, [-90, 90], default 66)")
+    p.add_argument("--pa", type=finite_float, default=0.0, help="position angle of +V3 (deg, default 0)")
     p.add_argument("--n-sources", type=non_negative_int, default=None,
                    help="random field: mean sources per detector (default ~8500)")
     p.add_argument("--catalog", default=None, help="source catalog (Parquet, CSV, ECSV) instead of a random field")
     add_size(p)
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, an integer >= 0 (default 0)")
-    p.add_argument("--pointing-error", type=_finite, nargs=3, default=(0.0, 0.0, 0.0),
+    p.add_argument("--pointing-error", type=finite_float, nargs=3, default=(0.0, 0.0, 0.0),
                    metavar=("DRA_ARCSEC", "DDEC_ARCSEC", "DROLL_DEG"),
                    help="true minus commanded pointing: RA and Dec offsets (arcsec) and roll (deg)")
-    p.add_argument("--start-time", type=utc_time, default=None,
+    p.add_argument("--start-time", type=lambda text: iso_time(text).isot, default=None,
                    help="exposure start, ISO UTC (default 2027-06-01T00:00:00)")
     add_output_dir(p, help="folder for the L1 files and truth/ (default: current folder)")
     p.add_argument("--overwrite", action="store_true",

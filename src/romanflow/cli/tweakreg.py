@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import math
 from pathlib import Path
 
-from romanflow.cli.options import add_command, add_output_dir, positive_int
-
-
-def positive_number(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
-    return value
+from romanflow.cli.options import add_command, add_output_dir, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -33,10 +20,10 @@ def register(subparsers) -> None:
     p.add_argument("--fitgeometry", choices=("rshift", "rscale"), default="rshift",
                    help="rshift: shift and rotation; rscale: shift, rotation and scale (default rshift)")
     p.add_argument("--per-detector", action="store_true", help="fit every detector on its own")
-    p.add_argument("--snr-threshold", type=positive_number, default=5.0,
+    p.add_argument("--snr-threshold", type=positive_float, default=5.0,
                    help="detection threshold (matched-filter S/N, > 0, default 5)")
     p.add_argument("--minobj", type=positive_int, default=10, help="fewest matches for a fit (default 10)")
-    p.add_argument("--searchrad", type=positive_number, default=3.0,
+    p.add_argument("--searchrad", type=positive_float, default=3.0,
                    help="largest initial offset searched (arcsec, > 0, default 3)")
     add_output_dir(p, help="write the aligned files here instead of in place")
     p.set_defaults(func=run)
