@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean install
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_system_packages.sh
+	bash scripts/install_system_packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"

@@ -30,6 +30,7 @@ LEVELS = (
     ("astrometry", ("astrometry",)),
     ("mosaic", ("mosaic",)),
     ("catalog", ("catalog",)),
+    ("hips", ("hips",)),
     ("inject", ("inject",)),
     ("run", ("run",)),
     ("archive", ("archive",)),
