@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml scripts/install_system_packages.sh
 
 install: $(STAMP)
 
+# The viewer page's Aladin Lite (npm, pinned by viewer/package-lock.json) copied into the package's static files
+VIEWER_BUNDLE := src/romanflow/services/static/vendor/aladin.js
+$(VIEWER_BUNDLE): viewer/package.json viewer/package-lock.json viewer/build.mjs
+	cd viewer && npm ci --no-audit --no-fund && npm run build
+install demo test: $(VIEWER_BUNDLE)
+
 demo: $(STAMP)
 	$(VENV)/bin/romanflow demo --output-dir demo_output
 

@@ -177,28 +177,47 @@ def hats_check(out: Path) -> dict:
     return {"path": str(path), "cone_rows": int(len(found)), "brute_force_rows": int(len(i))}
 
 
-def run_demo(out: Path) -> dict:
-    """Run the main job into folder ``out``, print its summary and return it."""
-    from romanflow.run.executors import run_plan
+def run_demo(out: Path, archive: str | None = None) -> dict:
+    """Run the main job into folder ``out``, registering every product as it is written in the archive
+    ``archive`` (default: the embedded one, ``out/archive.db``); print its summary and return it."""
+    from romanflow.archive import default_url
+    from romanflow.archive.runs import run_with_archive
 
     out = Path(out)
     started = time.perf_counter()
     plan = demo_plan()
-    report = run_plan(plan, out)
-    if report.failed:
+    archive = archive or default_url(out)
+    report, _, archived = run_with_archive(plan, out, archive)
+    if report.failed or report.hook_failures:
         from romanflow.errors import RomanflowError
 
-        raise RomanflowError(f"the demo run failed: {next(iter(report.failed.values()))}")
+        first = next(iter({**report.failed, **report.hook_failures}.values()))
+        raise RomanflowError(f"the demo run failed: {first}")
     filters = DEMO_PLAN["filters"]
     l2_rows = l2_accuracy(out)
     reg_rows = registration_accuracy(out)
     cat_rows, png = catalog_accuracy_rows(out, filters)
     hats = hats_check(out)
     summary = {"elapsed_s": time.perf_counter() - started, "tasks": report.n_tasks, "l2": l2_rows,
-               "registration": reg_rows, "catalogs": cat_rows, "hats": hats, "picture": str(png)}
+               "registration": reg_rows, "catalogs": cat_rows, "hats": hats, "picture": str(png),
+               "archive": archive_summary(archive)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(summary, out)
     return summary
+
+
+def archive_summary(url: str) -> dict:
+    """Products registered in the archive by kind, and lineage links."""
+    from collections import Counter
+
+    from romanflow.archive import Archive
+
+    with Archive.open(url) as arc:
+        table = arc.search()
+        counts = arc.counts()
+    kinds = Counter(str(k) for k in table["product_kind"])
+    return {"url": url, "products": len(table), "kinds": ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+            "lineage": counts["lineage"]}
 
 
 def print_summary(summary: dict, out: Path) -> None:
@@ -235,4 +254,8 @@ def print_summary(summary: dict, out: Path) -> None:
                   f"std(z) {c.get('colour_residual_std', nan):.2f}")
     h = summary["hats"]
     print(f"\nHATS cone search (20\"): {h['cone_rows']} rows through LSDB, {h['brute_force_rows']} by brute force")
+    a = summary.get("archive")
+    if a:
+        print(f"\narchive {a['url']}: {a['products']} products registered ({a['kinds']}), "
+              f"{a['lineage']} lineage links; try: romanflow archive search --db {a['url']} --filter F158")
     print(f"picture: {summary['picture']}\nsummary: {out / 'summary.json'}")

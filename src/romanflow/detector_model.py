@@ -40,7 +40,10 @@ from romanflow.detector import (
 DEFAULT_MODEL_SEED = 20270501
 
 # Component identifiers keep each property's random stream independent.
-_GAIN, _RNOISE, _BIAS, _DARK, _LIN, _WELL, _RESP, _DEFECT, _FLAT, _CORR = range(10)
+_GAIN, _RNOISE, _BIAS, _DARK, _LIN, _WELL, _RESP, _DEFECT, _FLAT, _CORR, _DECAY, _TRANSIENT = range(12)
+
+#: The detector whose first read after reset carries a decaying transient.
+TRANSIENT_DETECTOR = "WFI18"
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,26 @@ class DetectorModel:
         return np.floor(level).astype(np.float32)
 
     @cached_property
+    def dark_decay(self) -> tuple[float, float]:
+        """Dark decay after reset, ``A·exp(−t/τ)``: amplitude A (DN) and time constant τ (s), per detector."""
+        rng = self._rng(_DECAY, per_pixel=False)
+        return float(rng.uniform(0.3, 0.5)), float(rng.uniform(18.0, 28.0))
+
+    @cached_property
+    def first_read_transient(self) -> tuple[float, float, float, float] | None:
+        """Typical first-read transient of WFI18, ``a·exp(−t/τa) + b·exp(−t/τb)``: (a DN, τa s, b DN, τb s).
+
+        None for every other detector. ``t`` is the pixel's read time within the
+        frame; the transient is in the first read only, and its amplitude changes
+        from exposure to exposure (the simulator scales it per exposure).
+        """
+        if self.detector != TRANSIENT_DETECTOR:
+            return None
+        rng = self._rng(_TRANSIENT, per_pixel=False)
+        return (float(rng.uniform(40.0, 60.0)), float(rng.uniform(0.08, 0.12)),
+                float(rng.uniform(10.0, 15.0)), float(rng.uniform(0.5, 0.7)))
+
+    @cached_property
     def correlated_noise(self) -> CorrelatedNoiseParameters:
         rng = self._rng(_CORR, per_pixel=False)  # the same detector at every test size
         return CorrelatedNoiseParameters(
@@ -173,6 +196,28 @@ class DetectorModel:
             acn=float(rng.uniform(0.8, 1.2)),
             white_ref=5.0,
         )
+
+    def refpix_coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """REFPIX coefficients ``(gamma, zeta, alpha)``, complex128 (n_freq,), the same for every channel.
+
+        The Wiener combination (:func:`romanflow.kernels.refpix.irrc_coefficients`) of
+        this detector's correlated-noise spectra (:func:`correlated_noise_power`) over one
+        read of ``ny · ROW_PERIOD`` samples: the common noise is the signal; amp33 adds
+        its own 1/f and white noise; each side's 4 reference columns add their channel's
+        1/f noise and their white read noise, raised by ``ROW_PERIOD / 4`` by the sparse
+        sampling. Coefficients do not depend on the read pattern: every term scales as
+        1/reads in a resultant.
+        """
+        from romanflow.detector import ROW_PERIOD
+        from romanflow.kernels.refpix import N_REFERENCE_COLUMNS, irrc_coefficients
+
+        ny, nx = self.shape
+        n_samples = ny * ROW_PERIOD
+        power = correlated_noise_power(self.correlated_noise, n_samples)
+        columns = np.r_[0:N_REFERENCE_COLUMNS, nx - N_REFERENCE_COLUMNS:nx]
+        column_white = float(np.mean(self.read_noise[:, columns].astype(np.float64) ** 2))
+        column_noise = power["channel"] + column_white * (ROW_PERIOD / N_REFERENCE_COLUMNS) / n_samples
+        return irrc_coefficients(power["common"], power["channel"] + power["amp33_white"], column_noise)
 
     # --- pixel response and defects ------------------------------------------
     @cached_property
@@ -249,6 +294,41 @@ class DetectorModel:
         flags[hot_rate > 1.0] |= dq.HOT
         flags[(hot_rate > 0.1) & (hot_rate <= 1.0)] |= dq.WARM
         return flags
+
+
+def one_over_f_spectrum(n_samples: int) -> np.ndarray:
+    """Unit-variance 1/f power spectrum over the rfft bins of ``n_samples`` samples.
+
+    Returns ``S`` (float64, ``n_samples // 2 + 1`` bins) with ``S[k] ∝ 1/k`` for
+    k ≥ 1 and ``S[0] = S[1]``, normalised so that the time series
+    ``irfft(X, norm='forward')`` with ``E|X_k|² = S_k`` has variance 1, i.e.
+    ``S[0] + 2·Σ S[1:-1] + S[-1] = 1`` (``n_samples`` even).
+    """
+    if n_samples < 4 or n_samples % 2:
+        raise ValueError(f"time series length {n_samples} must be an even number >= 4")
+    n_freq = n_samples // 2 + 1
+    k = np.arange(n_freq, dtype=np.float64)
+    k[0] = 1.0
+    spectrum = 1.0 / k
+    total = spectrum[0] + 2.0 * spectrum[1:-1].sum() + spectrum[-1]
+    return spectrum / total
+
+
+def correlated_noise_power(params: CorrelatedNoiseParameters, n_samples: int) -> dict:
+    """Per-read power spectra (DN² per rfft bin, ``E|X_k|²`` with ``irfft(X, norm='forward')``) of one read.
+
+    ``n_samples`` is the length of one read's time series (``ny · ROW_PERIOD``).
+    Returns ``common`` (1/f and alternating-column noise shared by every output),
+    ``channel`` (each output's own 1/f noise) and ``amp33_white`` (amp33's white
+    noise, flat). The simulator draws its noise from these spectra; the REFPIX
+    reference is computed from them.
+    """
+    unit = one_over_f_spectrum(n_samples)
+    return {
+        "common": params.common_1f**2 * unit + params.acn**2 * unit[::-1],
+        "channel": params.channel_1f**2 * unit,
+        "amp33_white": np.full(unit.size, params.white_ref**2 / n_samples),
+    }
 
 
 def measured_from_linear(linear: np.ndarray, coeffs: np.ndarray, iterations: int = 6) -> np.ndarray:

@@ -36,6 +36,8 @@ UNRELIABLE_DARK = 1 << 23
 UNRELIABLE_SLOPE = 1 << 24
 UNRELIABLE_FLAT = 1 << 25
 UNRELIABLE_RESET = 1 << 28
+#: Synthetic flux was added here (source injection); the official schema leaves bit 29 reserved (RESERVED_7).
+INJECTED = 1 << 29
 OTHER_BAD_PIXEL = 1 << 30
 REFERENCE_PIXEL = 1 << 31
 
@@ -55,7 +57,7 @@ PIXEL_FLAGS = {
 
 def decode(value) -> list[str]:
     """Names of the pixel flags set in ``value``, in bit order; ``ValueError`` for a bit that is no pixel
-    flag (bits 14, 26, 27 and 29 are unused) or a negative value."""
+    flag (bits 14, 26 and 27 are unused) or a negative value."""
     return decode_bits(value, PIXEL_FLAGS, "pixel flag")
 
 

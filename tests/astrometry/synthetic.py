@@ -11,7 +11,7 @@ from romanflow.exposure import RateImage
 
 SKY = 0.5  # DN/s per pixel
 NOISE = 0.05  # DN/s per pixel (background-limited)
-STAMP = 10  # half-size of a rendered star stamp (pixels); PSF image shared with the fit
+STAMP = 10  # half-size of a rendered star stamp (pixels); the library PSF the fit uses
 
 
 def render(shape, x, y, flux, detector, optical_element="F158"):
@@ -20,29 +20,22 @@ def render(shape, x, y, flux, detector, optical_element="F158"):
     Stamps are ±STAMP pixels: the light beyond them (a few per cent) is left out, as it is from a
     real image by the fit box, so fitted total fluxes should match ``flux``.
     """
-    import galsim
+    from romanflow.kernels.epsf import add_point_source
+    from romanflow.psf import psf_model
 
-    from romanflow.psf import psf_interpolated_image
-
-    psf = psf_interpolated_image(detector, optical_element, oversample=4, size=2 * STAMP + 1)
-    image = galsim.ImageD(shape[1], shape[0], scale=0.11)  # galsim pixel (1,1) = array [0, 0]
+    model = psf_model(detector, optical_element)
+    epsf = model.epsf(2043.5, 2043.5)  # the detector centre: these patches are small
+    image = np.zeros(shape)
     for xi, yi, fi in zip(x, y, flux):
-        ix, iy = int(np.rint(xi)), int(np.rint(yi))
-        bounds = galsim.BoundsI(ix + 1 - STAMP, ix + 1 + STAMP, iy + 1 - STAMP, iy + 1 + STAMP) & image.bounds
-        if not bounds.isDefined():
-            continue
-        stamp = image[bounds]
-        (psf * fi).drawImage(image=stamp, method="no_pixel", add_to_image=True,
-                                          center=galsim.PositionD(xi + 1.0, yi + 1.0))
-    return image.array.copy()
+        add_point_source(image, epsf, model.oversample, float(xi), float(yi), float(fi), STAMP)
+    return image
 
 
 def flux_for_snr(snr, detector="WFI01", optical_element="F158"):
     """Flux (DN/s) giving a PSF-fit S/N of ``snr`` on the background noise alone."""
     from romanflow.psf import psf_image
 
-    psf = psf_image(detector, optical_element, oversample=4, size=21)
-    native = psf[::4, ::4]
+    native = psf_image(detector, optical_element, 2043.5, 2043.5, size=21)
     return snr * NOISE / np.sqrt(np.sum(native**2))
 
 

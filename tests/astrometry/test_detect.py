@@ -8,7 +8,7 @@ from romanflow import dq as dqbits
 from romanflow import geometry
 from romanflow.astrometry.detect import detect_point_sources, read_source_catalog, source_catalog, write_source_catalog
 from romanflow.errors import InputFileError
-from romanflow.psf import psf_image
+from romanflow.psf import psf_image, psf_model
 from romanflow.source_flags import SOURCE_FLAGS
 
 from synthetic import NOISE, SKY, flux_for_snr, rate_image, render
@@ -42,7 +42,7 @@ def test_completeness_spurious_and_fluxes_against_simulated_truth(simulated, cap
         cat = source_catalog(image)
         n = image.data.shape[0]
         err = np.asarray(image.err, float)
-        psf_native = psf_image(image.meta["instrument"]["detector"], "F158", oversample=4, size=8)[::4, ::4]
+        psf_native = psf_image(image.meta["instrument"]["detector"], "F158", 2043.5, 2043.5, size=9)
         stars = truth[(truth["type"] == "star") & truth["x"].between(4, n - 5) & truth["y"].between(4, n - 5)]
         snr = np.array([_true_snr(s, err, psf_native) for _, s in stars.iterrows()])
         x, y = cat["x"].value, cat["y"].value
@@ -139,7 +139,7 @@ def test_catalog_parquet_round_trip(tmp_path):
 
 
 def test_empty_and_masked_images():
-    psf = psf_image("WFI01", "F158", oversample=4, size=21)
+    psf = psf_model("WFI01", "F158")
     blank = np.full((64, 64), SKY)
     empty = detect_point_sources(blank, np.full_like(blank, NOISE), None, psf)
     assert len(empty) == 0 and "flux" in empty.colnames

@@ -15,7 +15,8 @@ SIZE = SMALL_SCIENCE_SIZE
 def _image(detector="WFI04", pointing=None, with_wcsinfo=True):
     pointing = pointing or geometry.pointing_for(150.1, 2.2, 75.0, va_scale=1.00003)
     zeros = np.zeros((SIZE, SIZE), np.float32)
-    meta = {"instrument": {"detector": detector, "optical_element": "F158"}}
+    meta = {"instrument": {"detector": detector, "optical_element": "F158"},
+            "exposure": {"type": "WFI_IMAGE", "start_time": "2027-01-01T00:00:00"}}
     if with_wcsinfo:
         info = geometry.wcsinfo_meta(detector, pointing, SIZE)
         del info["s_region"]
@@ -60,3 +61,15 @@ def test_assign_wcs_needs_pointing():
     del image.meta["instrument"]["detector"]
     with pytest.raises(RomanflowError, match="detector"):
         assign_wcs(image, geometry.distortion_transform("WFI04", SIZE))
+
+
+def test_no_distortion_reference_is_an_error_naming_the_type(tmp_path):
+    from romanflow.errors import RomanflowError
+    from romanflow.refdata.context import Context, Rule
+
+    rules = {"distortion": [Rule({"instrument.detector": "N/A", "instrument.optical_element": "N/A"},
+                                 {"2020-01-01T00:00:00": "N/A"})]}
+    context = Context("no_distortion", rules, root=tmp_path)
+    with pytest.raises(RomanflowError, match="'distortion' reference") as err:
+        assign_wcs(_image(), None, context=context)
+    assert "\n" not in str(err.value)

@@ -116,6 +116,8 @@ def test_saturated_pixels_recover_their_rate(calibrated):
     assert late.sum() > 20
     z = (image.data[late] - truth[late]) / image.err[late]
     assert abs(np.median(z)) < 0.3 and np.std(z) < 1.3, f"{method}: median z {np.median(z):.2f}, std {np.std(z):.2f}"
+    # a pixel that saturated part-way keeps its rate and says that it saturated
+    assert np.mean((image.dq[late] & dq.SATURATED) != 0) > 0.95
 
 
 def test_product_records_steps_and_references(calibrated):
@@ -126,7 +128,10 @@ def test_product_records_steps_and_references(calibrated):
                  "flat_field", "photom"):
         assert cal_step[step] == "COMPLETE"
     assert image.meta["ref_file"]["dark"].endswith(".asdf")
-    assert image.meta["photometry"]["conversion_megajanskys"] > 0
+    photometry = image.meta["photometry"]
+    assert photometry["conversion_megajanskys"] > 0
+    assert photometry["conversion_microjanskys"] == pytest.approx(23.5045 * photometry["conversion_megajanskys"])
+    assert photometry["gain"] == pytest.approx(DetectorModel("WFI01", SIZE).nominal_gain, rel=1e-4)
     assert image.wcs is not None
 
 
@@ -208,3 +213,25 @@ def test_a_reference_of_another_size_is_reported_with_its_path(tmp_path):
     check_reference_frame(gain, (264, 264))
     flat = ReferenceData("flat", tmp_path / "flat.asdf", {}, {"data": np.ones((128, 128), np.float32)})
     check_reference_frame(flat, (136, 136))            # darks and flats may come trimmed
+
+
+def test_dark_decay_is_injected_and_removed(calibrated, simulations, store):
+    """The simulator adds the decay after reset to every pixel; without its step the sky-level rates come
+    out low by the decay's slope, with it they are unbiased."""
+    method, results = calibrated
+    image, sim = results["sparse"]
+    exposure = copy.deepcopy(simulations["sparse"].exposure)
+    options = CalibrationOptions(ramp_method=method, context=store, skip=("dark_decay",))
+    plain, _ = calibrate_exposure(exposure, options, resolve_references(exposure.meta, SIZE, options))
+    assert image.meta["cal_step"]["dark_decay"] == "COMPLETE"
+    assert image.meta["ref_file"]["darkdecaysignal"].endswith(".asdf")
+    truth = sim.rate_dn
+    sky = _usable(image) & _usable(plain) & ((image.dq & dq.JUMP_DET) == 0) & (truth < 2.0)
+    assert sky.sum() > 5000
+
+    def bias(img):
+        z = (img.data[sky] - truth[sky]) / img.err[sky]
+        return float(np.mean((img.data[sky] - truth[sky])[np.abs(z) < 5]))
+
+    assert bias(plain) < -1e-3, f"{method}: sky bias without dark_decay {bias(plain):+.1e} DN/s"
+    assert abs(bias(image)) < 4e-4, f"{method}: sky bias with dark_decay {bias(image):+.1e} DN/s"

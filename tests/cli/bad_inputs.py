@@ -3,8 +3,9 @@
 A :class:`Case` is an argument list with placeholders, run in a folder of its own (the working folder of
 the command) holding copies of the valid inputs it names and the one bad thing it is about:
 
-* ``{l1}``, ``{l2}``, ``{l3}``, ``{asn}``, ``{catalog}``, ``{refcat}``, ``{plan}``: a valid file of that
-  kind, copied in under its own name (``{asn}`` brings its L2 member along);
+* ``{l1}``, ``{l2}``, ``{l3}``, ``{asn}``, ``{catalog}``, ``{refcat}``, ``{plan}``, ``{archive}``: a valid
+  file of that kind, copied in under its own name (``{asn}`` brings its L2 member along; ``{archive}`` is
+  an embedded archive database, ``archive.db``);
 * ``{bad}``: the bad file or folder the case makes (``Case.make``), named ``Case.bad_name``;
 * ``{long}``: a file name longer than any file system allows;
 * ``{cutout}``: the four numbers of a sky-cell cutout covering the valid L2.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-VALID_KINDS = ("l1", "l2", "l3", "asn", "catalog", "refcat", "plan")
+VALID_KINDS = ("l1", "l2", "l3", "asn", "catalog", "refcat", "plan", "archive")
 
 #: A file name longer than NAME_MAX (255 bytes) on every common file system.
 LONG_NAME = "n" * 300
@@ -437,10 +438,103 @@ def demo_cases() -> list[Case]:
                         subprocess_for=("under-a-file",))
 
 
+def archive_cases() -> list[Case]:
+    db = ["--db", "sqlite:///{archive}"]
+    ingest = ["archive", "ingest", "{l2}", "--db", "sqlite:///new.db"]
+    search = ["archive", "search", *db, "--ra", "270", "--dec", "66", "--radius", "0.1"]
+    cases = file_cases("archive ingest", ["archive", "ingest", "{bad}", "--db", "sqlite:///new.db"],
+                       right_kind="l2", bad_name="bad_cal.asdf", subprocess_for=("garbage",))
+    cases += number_cases("archive ingest", ingest, "--db", ["nosuch://x", "sqlite://", "postgresql://",
+                                                            "mysql://u@h/db"], subprocess_for=("nosuch://x",))
+    cases.append(Case("archive ingest", "db-server-unreachable",
+                      (*ingest[:-1], "postgresql://nobody@127.0.0.1:9/none"), ("--db", "127.0.0.1:9"),
+                      subprocess=True, words=("db",)))
+    cases += number_cases("archive ingest", ingest, "--batch", COUNTS_POSITIVE)
+    cases += number_cases("archive search", search, "--ra", NUMBERS_FINITE)
+    cases += number_cases("archive search", search, "--dec", ["nan", "91", "abc"])
+    cases += number_cases("archive search", search, "--radius", NUMBERS_POSITIVE)
+    cases += number_cases("archive search", ["archive", "search", *db], "--polygon", ["1 2 3", "a b c d e f"])
+    cases += number_cases("archive search", ["archive", "search", *db], "--time-range",
+                          ["garbage 2027-01-01", "2028-01-01 2027-01-01"])
+    cases += number_cases("archive search", ["archive", "search", *db], "--filter",
+                          ["F158'; DROP TABLE obscore; --", "F999"])
+    cases += number_cases("archive search", ["archive", "search", *db], "--detector", ["WFI19"])
+    cases += number_cases("archive search", ["archive", "search", *db], "--maxrec", ["-1", "abc"])
+    cases.append(Case("archive search", "db-missing", ("archive", "search", "--db", "sqlite:///{bad}"),
+                      ("nothing.db",), missing, "nothing.db", subprocess=True))
+    cases.append(Case("archive search", "db-garbage", ("archive", "search", "--db", "sqlite:///{bad}"),
+                      ("junk.db",), garbage, "junk.db"))
+    cases.append(Case("archive lineage", "unknown-id", ("archive", "lineage", *db, "no_such_product"),
+                      ("no_such_product",)))
+    cases.append(Case("archive lineage", "injection-shaped-id",
+                      ("archive", "lineage", *db, "x' OR '1'='1"), ("x' OR '1'='1",)))
+    cases += file_cases("archive stale", ["archive", "stale", *db, "--context", "{bad}"], right_kind=None,
+                        bad_name="ctx.yaml")
+    return cases
+
+
+def serve_cases() -> list[Case]:
+    base = ["serve", "--db", "sqlite:///{archive}", "--port", "0"]
+    cases = number_cases("serve", base, "--db", ["nosuch://x", "sqlite:///nothing/here.db"])
+    cases += number_cases("serve", base, "--port", ["-1", "70000", "abc"])
+    cases += number_cases("serve", base, "--max-rows", ["0", "-5", "abc"])
+    cases += number_cases("serve", base, "--max-cutout", ["0", "-5", "abc"])
+    cases += number_cases("serve", base, "--query-timeout", NUMBERS_POSITIVE)
+    cases += number_cases("serve", base, "--hats", ["nodir", "name=gone_folder"])
+    cases.append(Case("serve", "token-file-missing", (*base, "--token-file", "{bad}"), ("token.txt",),
+                      missing, "token.txt"))
+    cases.append(Case("serve", "token-file-empty", (*base, "--token-file", "{bad}"), ("token.txt",),
+                      empty, "token.txt"))
+    cases.append(Case("serve", "db-server-unreachable",
+                      ("serve", "--db", "postgresql://nobody@127.0.0.1:9/none", "--root", ".", "--port", "0"),
+                      ("--db", "127.0.0.1:9"), subprocess=True, words=("db",)))
+    return cases
+
+
+def psf_cases() -> list[Case]:
+    base = ["psf", "--detector", "WFI07", "--filter", "F158", "--x", "2000", "--y", "100", "-o", "psf.fits"]
+    cases = number_cases("psf", base, "--detector", ["WFI19", "WFI00", "abc"], subprocess_for=("WFI19",))
+    cases += number_cases("psf", base, "--filter", ["F999", "GRISM", ""])
+    cases += number_cases("psf", base, "--x", ["-5", "5000", "nan", "abc"])
+    cases += number_cases("psf", base, "--y", ["-5", "4088", "inf"])
+    cases += number_cases("psf", base, "--oversample", ["0", "-1", "abc", "0.5"])
+    cases += number_cases("psf", base, "--size", ["0", "-3", "abc"])
+    cases += number_cases("psf", base, "--spectrum", ["Z9V", "-100", "nan"])
+    cases += number_cases("psf", base, "--jitter", ["-1", "nan", "abc"])
+    cases += output_cases("psf", lambda where: _with_option(base, "-o", [where]), "-o", is_file=True)
+    cases.append(Case("psf", "output-unknown-format", tuple(_with_option(base, "-o", ["psf.jpg2"])),
+                      ("psf.jpg2", "-o")))
+    return cases
+
+
+def hips_cases() -> list[Case]:
+    cases = file_cases("hips", ["hips", "{bad}", "-o", "tiles"], right_kind="l3", bad_name="bad_coadd.asdf",
+                       wrong_kinds=("l1", "l2", "catalog"), subprocess_for=("garbage",))
+    cases += output_cases("hips", lambda where: ["hips", "{l3}", "-o", where], "-o", is_file=False)
+    return cases
+
+
+def inject_cases() -> list[Case]:
+    base = ["inject", "{l2}", "--n", "20", "--mag-range", "20", "24", "--no-recover", "-o", "out"]
+    cases = file_cases("inject", ["inject", "{bad}", "--n", "20", "--no-recover", "-o", "out"], right_kind="l2",
+                       bad_name="bad_cal.asdf", wrong_kinds=("l1", "catalog"), subprocess_for=("garbage",))
+    cases += file_cases("inject", ["inject", "{l2}", "--catalog", "{bad}", "--no-recover", "-o", "out"],
+                        right_kind="catalog", bad_name="fake.parquet", wrong_kinds=("l2",), parquet=True)
+    cases += number_cases("inject", base, "--n", COUNTS_POSITIVE)
+    cases += number_cases("inject", base, "--mag-range", ["28 20", "nan 24", "20 inf", "a b"])
+    cases += number_cases("inject", base, "--star-fraction", ["1.5", "-0.1", "nan"])
+    cases += number_cases("inject", base, "--min-separation", ["-1", "nan"])
+    cases += number_cases("inject", base, "--seed", ["-1", "abc"])
+    cases += number_cases("inject", base, "--name", ["a/b", ""])
+    cases += output_cases("inject", lambda where: _with_option(base, "-o", [where]), "-o", is_file=False)
+    return cases
+
+
 def all_cases() -> list[Case]:
     """Every case, for every command."""
     return (refs_cases() + simulate_cases() + calibrate_cases() + tweakreg_cases() + asn_cases()
-            + mosaic_cases() + catalog_cases() + plan_cases() + run_cases() + demo_cases())
+            + mosaic_cases() + catalog_cases() + plan_cases() + run_cases() + demo_cases() + archive_cases()
+            + serve_cases() + psf_cases() + hips_cases() + inject_cases())
 
 
 # ----------------------------------------------------------------------------- running and checking

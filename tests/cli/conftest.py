@@ -28,6 +28,7 @@ class ValidInputs:
     catalog: Path     # source catalog of the L2 (Parquet)
     refcat: Path      # astrometric reference catalog of the field (Parquet, Gaia columns)
     plan: Path        # survey plan (YAML) written by `romanflow plan`
+    archive: Path     # an embedded archive database (archive.db) holding the L2, its L3 and catalog
 
     def path(self, kind: str) -> Path:
         return getattr(self, kind)
@@ -80,5 +81,10 @@ def valid_inputs(tmp_path_factory) -> ValidInputs:
     assert main(["plan", "--ra", "270", "--dec", "66", "--size-deg", "0.05", "--detectors", "WFI01",
                  "--size", "small", "--dither", "2", "-o", str(plan), "-q"]) == 0
 
+    archive = folder / "archive" / "archive.db"
+    archive.parent.mkdir()
+    assert main(["archive", "ingest", str(l2), str(l3), str(catalog), "--db", f"sqlite:///{archive}",
+                 "--root", str(folder), "-q"]) == 0
+
     return ValidInputs(folder=folder, l1=l1, l2=l2, l3=l3, asn=asn_path, cutout=_cutout(l2, cell, 0.055),
-                       catalog=catalog, refcat=refcat, plan=plan)
+                       catalog=catalog, refcat=refcat, plan=plan, archive=archive)

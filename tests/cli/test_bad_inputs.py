@@ -42,7 +42,8 @@ def test_bad_input_fails_cleanly(case, valid_inputs, tmp_path):
 def test_every_command_has_cases():
     commands = {c.command for c in CASES}
     assert commands == {"refs init", "refs best", "refs prune", "simulate", "calibrate", "tweakreg", "asn",
-                        "mosaic", "catalog", "plan", "run", "demo"}
+                        "mosaic", "catalog", "plan", "run", "demo", "archive ingest", "archive search",
+                        "archive lineage", "archive stale", "serve", "psf", "hips", "inject"}
     assert sum(c.subprocess for c in CASES) >= 10
 
 

@@ -147,7 +147,7 @@ def test_same_output_name_and_existing_output(l1_file, store, tmp_path):
     assert read_l2(existing).meta["cal_step"]["ramp_fit"] == "COMPLETE"
 
 
-@pytest.mark.parametrize("reftype", ["refpix", "inverselinearity"])
+@pytest.mark.parametrize("reftype", ["inverselinearity"])
 def test_overrides_no_step_reads_are_not_offered(l1_file, store, tmp_path, reftype):
     result = run_cli(l1_file, "-o", tmp_path / "out", f"--override-{reftype}", tmp_path / "none.asdf",
                      env_store=store)

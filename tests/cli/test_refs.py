@@ -16,7 +16,7 @@ from romanflow.formats.reference_io import read_reference
 SIZE = SMALL_SCIENCE_SIZE
 N = SIZE + 8
 TYPES = ("mask", "saturation", "refpix", "linearity", "inverselinearity", "gain", "photom", "dark", "readnoise",
-         "flat", "distortion", "matable")
+         "flat", "distortion", "matable", "darkdecaysignal")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_best_prints_one_line_per_type(l1_file, store, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     choices = dict(line.split(None, 1) for line in lines)
     assert tuple(choices) == TYPES
-    assert choices["refpix"] == "N/A"
+    assert choices["refpix"].endswith("roman_wfi_refpix_wfi08_0002.asdf")
     assert choices["flat"] == str(_store_dir(store) / "roman_wfi_flat_wfi08_f106_0002.asdf")
     assert choices["dark"].endswith("roman_wfi_dark_wfi08_0002.asdf")
     assert read_reference(choices["flat"], "flat").data.shape == (SIZE, SIZE)  # the L2 image shape
@@ -121,9 +121,9 @@ def test_init_subset_and_bad_detector(store, tmp_path, capsys):
                  "--store", str(store)])
     out, err = capsys.readouterr()
     assert code == 0
-    # 8 per-detector types, flat and distortion for two filters, and the MA tables.
-    assert "13 files (2 new)" in out and " MB, " in out and out.strip().endswith(" s")
-    assert len(list(_store_dir(store).glob("*_wfi08_*.asdf"))) == 12
+    # 9 per-detector types, flat and distortion for two filters, the MA tables and the dark decay table.
+    assert "15 files (2 new)" in out and " MB, " in out and out.strip().endswith(" s")
+    assert len(list(_store_dir(store).glob("*_wfi08_*.asdf"))) == 13
     _check_error(["refs", "init", "--detectors", "WFI77", "--store", str(tmp_path / "other")], capsys, tmp_path,
                  "argument --detectors: 'WFI77': expected WFI01..WFI18 or all")
 

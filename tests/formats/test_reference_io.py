@@ -51,6 +51,8 @@ def _content(reftype):
                  "wavelength": np.linspace(1.3, 1.9, 7, dtype=np.float32),
                  "effective_area": np.linspace(2.0, 2.5, 7, dtype=np.float32)}
         return {"phot_table": {"F158": entry, "F087": {**entry, "photmjsr": 0.7}}}
+    if reftype == "epsf":  # (defocus, spectral type, grid position, y, x)
+        return {"psf": RNG.normal(size=(1, 3, 4, 9, 9)).astype(np.float32)}
     if reftype == "matable":
         table = {
             "accumulated_exposure_time": [3.2, 9.5], "effective_exposure_time": [0.0, 4.7], "frame_time": 3.16,

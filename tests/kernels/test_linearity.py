@@ -71,3 +71,25 @@ def test_averaging_bias_of_table4_at_high_flux():
         assert np.max(np.abs(bias_naive)) > 3e-3  # the effect is real and above 0.1%
         assert np.max(np.abs(bias)) < 1e-3, bias
         assert np.all(np.abs(bias) <= np.abs(bias_naive) + 1e-6)
+
+
+def test_ramps_saturating_inside_a_long_resultant_are_unbiased():
+    """MA table 11: a pixel that saturates during resultant 5 (reads 21-36) keeps resultant 4 (reads
+    5-20); the averaging term must take its rate from unflagged resultants, not from resultant 5,
+    which the backward saturation rule marks DO_NOT_USE although its last reads hit the full well."""
+    pattern = ReadPattern(ma_table(11).as_list(), FRAME_TIME)
+    crossing_read = np.linspace(22.0, 35.0, 40)  # read at which the linear level reaches 0.97 full well
+    rate = (0.97 * 64000.0 - 1000.0) / (crossing_read * FRAME_TIME)  # DN/s
+    coeffs = _coeffs(rate.size)
+    linear = {r: np.minimum(1000.0 + rate * r * FRAME_TIME, 64000.0) for r in range(1, pattern.last_read + 1)}
+    measured = {r: measured_from_linear(v, coeffs[:, 0]) for r, v in linear.items()}
+    res = np.array([np.mean([measured[r] for r in reads], axis=0) for reads in pattern.read_pattern],
+                   np.float32)[:, None, :]
+    threshold = measured_from_linear(np.full((1, rate.size), 0.97 * 64000.0), coeffs).astype(np.float32)
+    gdq = flag_saturation(res, threshold, pattern)
+    assert np.all(gdq[4] != 0) and np.all(gdq[3] == 0)
+    rebuilt, _ = correct_linearity(res, coeffs, gdq, read_pattern=pattern)
+    for method in ("casertano", "likely"):
+        fit = fit_ramps(rebuilt, gdq, 5.0, 2.0, pattern, method=method)
+        bias = (fit.slope[0] - rate) / fit.err[0]
+        assert np.max(np.abs(bias)) < 0.15, f"{method}: largest bias {np.max(np.abs(bias)):.3f} sigma"

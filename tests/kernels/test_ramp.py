@@ -155,3 +155,41 @@ def test_bad_inputs():
         fit_ramps(np.zeros((9, 2, 2), np.float32), None, 5.0, 2.0, pattern, method="ols")
     with pytest.raises(ValueError, match="read pattern"):
         fit_ramps_casertano(np.zeros((5, 2, 2), np.float32), None, 5.0, 2.0, pattern)
+
+
+@pytest.fixture(scope="module")
+def sky_level_ramps():
+    """MA table 4 ramps at sky-level rates (DN/s), white read noise only, as (rate, image cube) pairs."""
+    pattern = PATTERNS[4]
+    rng = np.random.default_rng(3)
+    shape = (400, 1000)
+    return [(rate, synthetic_resultants(np.full(shape[0] * shape[1], rate), pattern, read_noise=6.0, gain=GAIN,
+                                        rng=rng).reshape((pattern.n_resultants,) + shape))
+            for rate in (0.19, 0.25)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_read_noise_dominated_rates_are_unbiased(method, sky_level_ramps):
+    """Weights must not be chosen from the noise they average: no bias at sky level (S/N ~ 5)."""
+    for rate, cube in sky_level_ramps:
+        fit = fit_ramps(cube, None, 6.0, GAIN, PATTERNS[4], method=method)
+        bias = float(np.mean(fit.slope - rate))  # 400,000 pixels: standard error 6e-5 DN/s
+        assert abs(bias) < max(1e-4, 1e-3 * rate), f"{method} at {rate} DN/s: bias {bias:+.2e} DN/s"
+        # few false jumps on clean read-noise-dominated pixels
+        assert np.mean(fit.n_jumps > 0) < 6e-5, f"{method} at {rate} DN/s: {np.mean(fit.n_jumps > 0):.1e}"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_pixel_that_saturated_is_flagged(method):
+    """SATURATED marks each pixel with a saturated resultant: those left without a rate (DO_NOT_USE) and
+    those that saturated part-way and keep the rate of their earlier resultants."""
+    pattern = PATTERNS[4]
+    n = pattern.n_resultants
+    res = synthetic_resultants(np.full(3, 50.0), pattern, read_noise=0.0, poisson=False)
+    gdq = np.zeros((n, 3), np.uint8)
+    gdq[1:, 0] = dq.SATURATED  # saturated from resultant 2 on: no rate
+    gdq[5:, 1] = dq.SATURATED  # saturated from resultant 6 on: rate from resultants 1-5
+    fit = _fit(method, res, gdq=gdq, pattern=pattern)
+    assert fit.pixeldq[0] == dq.SATURATED | dq.DO_NOT_USE and np.isnan(fit.slope[0])
+    assert fit.pixeldq[1] == dq.SATURATED and abs(fit.slope[1] - 50.0) < 1e-3
+    assert fit.pixeldq[2] == 0

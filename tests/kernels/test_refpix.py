@@ -81,18 +81,19 @@ def test_correction_is_independent_of_the_scene():
 def test_bad_reference_pixels_are_ignored():
     resultants, amp33, white, rate, read_pattern = simulate(4)
     mask = np.ones((N, N), dtype=bool)
-    mask[:N_BORDER, 10:40] = False
+    mask[10:40, :N_BORDER] = False                             # left reference columns, merged with amp33
     spoiled = resultants.copy()
-    spoiled[:, :N_BORDER, 10:40] += np.arange(9, dtype=np.float32)[:, None, None] * 500.0   # wild values
+    spoiled[:, 10:40, :N_BORDER] += np.arange(9, dtype=np.float32)[:, None, None] * 500.0   # wild values
+    inside = (slice(None), slice(None), slice(N_BORDER, None))
     clean = correct_reference_pixels(resultants, amp33, reference_mask=mask)
     robust = correct_reference_pixels(spoiled, amp33, reference_mask=mask)
-    np.testing.assert_allclose(robust[:, N_BORDER:], clean[:, N_BORDER:], atol=1e-3)
+    np.testing.assert_allclose(robust[inside], clean[inside], atol=1e-3)
     naive = correct_reference_pixels(spoiled, amp33)
-    assert np.abs(naive[:, N_BORDER:] - clean[:, N_BORDER:]).max() > 1.0
-    spoiled[3, :N_BORDER, 10:40] = np.nan                      # non-finite reference pixels: never used
-    np.testing.assert_allclose(correct_reference_pixels(spoiled, amp33, reference_mask=mask)[:, N_BORDER:],
-                               clean[:, N_BORDER:], atol=1e-3)
-    assert np.isfinite(correct_reference_pixels(spoiled, amp33)[:, N_BORDER:]).all()
+    assert np.abs(naive[inside] - clean[inside]).max() > 1.0
+    spoiled[3, 10:40, :N_BORDER] = np.nan                      # non-finite reference pixels: never used
+    np.testing.assert_allclose(correct_reference_pixels(spoiled, amp33, reference_mask=mask)[inside],
+                               clean[inside], atol=1e-3)
+    assert np.isfinite(correct_reference_pixels(spoiled, amp33)[inside]).all()
 
 
 def test_correction_rejects_bad_input():
@@ -156,3 +157,29 @@ def test_refpix_wrapper_records_residual_variance():
     assert per_read == pytest.approx(np.mean(residual * np.asarray(read_pattern.n_reads)), rel=1e-6)
     assert 0.5 < per_read < 20.0                    # DN² per read, against ~25 DN² of white read noise
     assert any(line.startswith("refpix: residual") for line in exposure.meta["cal_logs"])
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_correction_never_adds_column_or_channel_power(correlated):
+    """Channel means and column means of the rate image: no more power after the correction than
+    before, on white noise alone and with correlated noise (8 channels, 128 science rows)."""
+    read_pattern = ReadPattern(ma_table(4).as_list(), FRAME_TIME)
+    shape = (128 + 2 * N_BORDER, 1024)
+    rng = np.random.default_rng(77 + correlated)
+    sigma = (WHITE / np.sqrt(read_pattern.n_reads)).astype(np.float32)[:, None, None]
+    cube = rng.standard_normal((read_pattern.n_resultants,) + shape).astype(np.float32) * sigma
+    amp33 = rng.standard_normal((read_pattern.n_resultants, shape[0], 128)).astype(np.float32) * sigma
+    if correlated:
+        noise, amp33_noise = correlated_noise_resultants(shape, read_pattern.n_reads, PARAMS, rng)
+        cube += noise
+        amp33 = amp33_noise
+    corrected = correct_reference_pixels(cube, amp33)
+    rows = slice(N_BORDER, -N_BORDER)
+    before = ls_slope(cube, read_pattern)[rows]
+    after = ls_slope(corrected, read_pattern)[rows]
+
+    def channel_power(rate):
+        return rate.reshape(rate.shape[0], -1, 128).mean(axis=(0, 2)).var()
+
+    assert channel_power(after) <= 1.02 * channel_power(before), (channel_power(before), channel_power(after))
+    assert after.mean(axis=0).var() <= 1.02 * before.mean(axis=0).var()

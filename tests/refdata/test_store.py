@@ -53,12 +53,12 @@ def test_files_are_made_on_first_use_and_reused(store):
 def test_best_references_covers_every_type(store):
     best = best_references(META, store)
     assert set(best) == {"mask", "saturation", "refpix", "linearity", "inverselinearity", "gain", "photom",
-                         "dark", "readnoise", "flat", "distortion", "matable"}
-    assert best["refpix"] is None  # not synthesized (see the refdata README)
+                         "dark", "readnoise", "flat", "distortion", "matable", "darkdecaysignal"}
+    assert best["refpix"].name == "roman_wfi_refpix_wfi12_0002.asdf"  # one row of coefficients for all channels
     for reftype, path in best.items():
         if path is not None:
             ref = read_reference(path, reftype)
-            assert reftype == "matable" or ref.meta["instrument"]["detector"] == "WFI12"
+            assert reftype in ("matable", "darkdecaysignal") or ref.meta["instrument"]["detector"] == "WFI12"
     grism = {**META, "instrument": {"detector": "WFI12", "optical_element": "GRISM"}}
     assert select_reference("flat", grism, store) is None
 

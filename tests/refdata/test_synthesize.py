@@ -140,8 +140,8 @@ def test_distortion_transform_round_trips(tmp_path):
 
 
 def test_unknown_requests_are_refused(tmp_path):
-    with pytest.raises(RomanflowError, match="cannot synthesize refpix"):
-        synthesize_reference(tmp_path / "r.asdf", "refpix", "WFI01", SIZE)
+    with pytest.raises(RomanflowError, match="cannot synthesize ipc"):
+        synthesize_reference(tmp_path / "r.asdf", "ipc", "WFI01", SIZE)
     with pytest.raises(RomanflowError, match="need an imaging filter"):
         synthesize_reference(tmp_path / "f.asdf", "flat", "WFI01", SIZE, "GRISM")
     assert not list(tmp_path.iterdir())

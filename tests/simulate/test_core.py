@@ -46,7 +46,7 @@ def test_rendered_flux_and_position_of_an_isolated_source(kind):
     # everything within ±124 px of the source is on the array: the PSF box is ±128
     assert image.sum() == pytest.approx(flux, rel=0.01)
     # the centroid sits at the true position plus the PSF's own centroid offset (optical aberrations)
-    psf = psf_image("WFI03", "F158", oversample=4, size=32)
+    psf = psf_image("WFI03", "F158", 2043.5, 2043.5, oversample=4, size=129)
     c = (psf.shape[0] - 1) / 2
     py, px = np.mgrid[0:psf.shape[0], 0:psf.shape[1]]
     half = 8 if kind == "star" else 40  # extended profiles need a box much larger than themselves

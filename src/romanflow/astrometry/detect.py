@@ -21,6 +21,7 @@ import numpy as np
 
 from romanflow import dq as dqbits
 from romanflow import source_flags
+from romanflow.detector import N_PIX_SCIENCE
 from romanflow.errors import RomanflowError
 from romanflow.kernels.psf_fit import fit_psf_sources
 
@@ -32,7 +33,6 @@ FLAG_NAMES = ("EDGE", "BLENDED", "SATURATED", "PSF_FIT_FAILED")
 FIT_SHAPE = 5  #: PSF-fit box (pixels per side)
 BLEND_RADIUS = 4.0  #: detections closer than this (pixels) are fitted together and flagged BLENDED
 PSF_OVERSAMPLE = 4
-PSF_SIZE = 64  #: effective-PSF image extent used for fitting and for removing fitted sources (native pixels)
 MODEL_HALF = 30  #: half-size of each fitted model (wings included) removed while fitting its neighbours
 N_PASSES = 3  #: passes over all sources (blends converge as the neighbours' models improve)
 XY_BOUND = 1.5  #: largest move of a fit from its detection peak (pixels)
@@ -77,9 +77,13 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
         to the background RMS.
     dq : ndarray of uint32 (ny, nx)
         Pixel flags; DO_NOT_USE pixels are masked in the fit.
-    psf : ndarray
-        Effective PSF (:func:`romanflow.psf.psf_image`) with ``oversample``
-        samples per pixel, source at the central sample.
+    psf : ndarray or romanflow.psf.PSFModel
+        Effective PSF with ``oversample`` samples per pixel, source at the
+        central sample (:mod:`romanflow.kernels.epsf` conventions); or a
+        PSFModel, whose PSF varies over the detector (a square image smaller
+        than 4088² is taken as the detector's central patch). Blends are fitted
+        together by the one PSF fitter (:mod:`romanflow.kernels.psf_fit` with
+        ``subtract_neighbours``).
     snr_threshold : float
         Detection threshold on the matched-filter S/N.
     background_box : int, optional
@@ -116,6 +120,13 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, background_rms)
     residual = np.where(bad, 0.0, data - background)
 
+    stack = index = model = None
+    offset = 0.0
+    if hasattr(psf, "stack"):  # a romanflow.psf.PSFModel: the PSF varies over the detector
+        offset = (N_PIX_SCIENCE - ny) / 2.0 if ny == nx else 0.0
+        model, oversample = psf, psf.oversample
+        psf = model.epsf(float(np.clip(offset + (nx - 1) / 2.0, 0, N_PIX_SCIENCE - 1)),
+                         float(np.clip(offset + (ny - 1) / 2.0, 0, N_PIX_SCIENCE - 1)))
     kernel = _native_kernel(psf, oversample)
     signal = convolve(residual, kernel, normalize_kernel=False, boundary="fill", fill_value=0.0)
     # the detection noise is the sky's (the sources' own shot noise would carve a dip, and a ring of
@@ -135,16 +146,20 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
     px = np.asarray(peaks["x_peak"], dtype=float)
     py = np.asarray(peaks["y_peak"], dtype=float)
     peak_snr = np.asarray(peaks["peak_value"], dtype=float)
-    return _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr)
+    if model is not None:
+        stack, index = model.stack(px, py, offset=offset)
+    return _fit_sources(residual, sigma, dq, bad, psf if stack is None else stack, oversample, px, py, peak_snr,
+                        psf_index=index)
 
 
-def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr):
+def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr, psf_index=None):
     """PSF fits of the detections (neighbours subtracted, brightest first) and their flags."""
     ny, nx = residual.shape
     half = FIT_SHAPE // 2
     order = np.argsort(-peak_snr, kind="stable")  # brightest first: their models leave the faint ones
     fit = fit_psf_sources(residual, sigma, px[order], py[order], psf, oversample, mask=bad, half=half,
-                          max_shift=XY_BOUND, subtract_neighbours=True, passes=N_PASSES, model_half=MODEL_HALF)
+                          max_shift=XY_BOUND, subtract_neighbours=True, passes=N_PASSES, model_half=MODEL_HALF,
+                          psf_index=None if psf_index is None else psf_index[order])
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     x, y, flux = fit["x"][back], fit["y"][back], fit["flux"][back]
@@ -206,23 +221,24 @@ def _table_from(rows):
     return table
 
 
-def source_catalog(image, *, snr_threshold: float = 5.0, pupil_bin: int = 8):
+def source_catalog(image, *, snr_threshold: float = 5.0, spectrum=None):
     """Catalog of the point sources of an L2 :class:`~romanflow.exposure.RateImage`.
 
-    Uses the effective PSF of the image's detector and optical element and, when
+    Uses the PSF library of the image's detector and optical element
+    (:func:`romanflow.psf.psf_model`, varying over the detector; ``spectrum``
+    as there, G2V by default) and, when
     the image has a WCS, adds ``ra``/``dec`` (deg). The table's ``meta`` carries
     ``detector``, ``optical_element`` and ``exposure_time`` (MJD of start, when known).
     """
     from romanflow.exposure import get_meta
-    from romanflow.psf import psf_image
+    from romanflow.psf import psf_model
 
     detector = get_meta(image.meta, "instrument.detector")
     element = get_meta(image.meta, "instrument.optical_element")
     if detector is None or element is None:
         raise RomanflowError("source catalog: metadata lacks instrument.detector or instrument.optical_element")
-    psf = psf_image(detector, element, oversample=PSF_OVERSAMPLE, size=PSF_SIZE, pupil_bin=pupil_bin)
-    table = detect_point_sources(image.data, image.err, image.dq, psf, oversample=PSF_OVERSAMPLE,
-                                 snr_threshold=snr_threshold)
+    model = psf_model(detector, element, spectrum=spectrum)
+    table = detect_point_sources(image.data, image.err, image.dq, model, snr_threshold=snr_threshold)
     add_sky_positions(table, image.wcs)
     table.meta.update({"detector": str(detector), "optical_element": str(element)})
     return table

@@ -32,7 +32,23 @@ def _distortion_of(distortion_model):
     raise RomanflowError("distortion reference has no coordinate_distortion_transform")
 
 
-def assign_wcs(image: RateImage, distortion_model=None) -> RateImage:
+def _selected_distortion(image: RateImage, detector: str, science_size: int, context):
+    """The DISTORTION reference the rules select for the image; an error naming the type if there is none."""
+    from romanflow.formats.reference_io import read_reference
+    from romanflow.refdata import select_reference
+
+    element = get_meta(image.meta, "instrument.optical_element")
+    try:
+        path = select_reference("distortion", image.meta, context, science_size=science_size)
+    except RomanflowError as exc:
+        raise RomanflowError(f"assign_wcs: no 'distortion' reference for {detector} {element}: {exc}") from None
+    if path is None:
+        raise RomanflowError(f"assign_wcs: the reference rules give no 'distortion' reference for {detector} "
+                             f"{element} (N/A); pass one explicitly")
+    return _distortion_of(read_reference(path, "distortion"))
+
+
+def assign_wcs(image: RateImage, distortion_model=None, *, context=None) -> RateImage:
     """Build the image's gwcs and record its footprint.
 
     Parameters
@@ -44,8 +60,12 @@ def assign_wcs(image: RateImage, distortion_model=None) -> RateImage:
         Pixel (0-based, in the coordinates of ``image.data``) -> (V2, V3) arcsec:
         the ``coordinate_distortion_transform`` of a DISTORTION reference, or the
         reference read by :func:`romanflow.formats.reference_io.read_reference`.
-        ``None`` uses the built-in model of :mod:`romanflow.geometry` for the
-        image size (a central patch for small images).
+        ``None`` selects the ``distortion`` reference by the reference rules
+        (``context``, default the embedded store of the image's size); there is
+        no silent fallback to a built-in model: no reference is an error naming
+        the type.
+    context : optional
+        Reference rules (see :func:`romanflow.refdata.select_reference`).
 
     Returns
     -------
@@ -62,6 +82,8 @@ def assign_wcs(image: RateImage, distortion_model=None) -> RateImage:
         raise RomanflowError(f"assign_wcs: image of {detector} is {ny}x{nx}; detectors are square")
     pointing = geometry.pointing_from_meta(image.meta)
     distortion = _distortion_of(distortion_model)
+    if distortion is None:
+        distortion = _selected_distortion(image, detector, nx, context)
     wcs = geometry.detector_gwcs(detector, pointing, science_size=nx, distortion=distortion)
 
     lo, hi = -0.5, nx - 0.5

@@ -90,6 +90,9 @@ def check_reference_frame(reference, frame_shape) -> None:
     shapes = {value.shape[-2:] for value in reference.content.values() if isinstance(value, np.ndarray)}
     if not shapes:
         return
+    if reference.reftype == "refpix":  # (channels or 1, frequencies of one read's time series)
+        _check_refpix_layout(reference, shapes.pop(), frame_shape)
+        return
     found = shapes.pop()
     full = tuple(int(n) for n in frame_shape)
     allowed = [full]
@@ -133,3 +136,16 @@ def check_overrides(overrides: dict, used_reftypes, skipped_reftypes=()) -> None
         if value is None or is_not_applicable(value):
             continue
         check_reference_file(value, reftype)
+
+
+def _check_refpix_layout(reference, found, frame_shape) -> None:
+    """A REFPIX reference's coefficients must have one row (or one per channel) and one column per frequency."""
+    from romanflow.detector import CHANNEL_WIDTH, ROW_PERIOD
+
+    ny, nx = (int(n) for n in frame_shape)
+    n_freq = ny * ROW_PERIOD // 2 + 1
+    n_channels = nx // CHANNEL_WIDTH
+    if found[1] != n_freq or found[0] not in (1, n_channels):
+        raise InputFileError(reference.path, f"refpix coefficients are {found[0]}x{found[1]}; a {ny}x{nx} frame "
+                                             f"read at {ROW_PERIOD} pixel times per row needs 1 or {n_channels} "
+                                             f"rows of {n_freq} frequencies")

@@ -1,6 +1,6 @@
 """The exposure-level pipeline: one detector's L1 ramps -> L2 rate image.
 
-dq_init -> saturation -> refpix -> linearity -> [per-resultant dark] -> ramp_fit
+dq_init -> saturation -> refpix -> dark_decay -> wfi18_transient -> linearity -> [per-resultant dark] -> ramp_fit
 -> dark -> assign_wcs -> flat_field -> photom
 
 Reference files are resolved once, before any step runs (explicit overrides
@@ -11,7 +11,9 @@ only chains them, times them and records provenance.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pathlib import Path
 from romanflow.version import __version__
 from romanflow.calibrate.assign_wcs import assign_wcs
 from romanflow.calibrate.dark import dark_rate_step, dark_resultant_step
+from romanflow.calibrate.dark_decay import dark_decay
 from romanflow.calibrate.dq_init import dq_init
 from romanflow.calibrate.flat import flat_field
 from romanflow.calibrate.inputs import check_ramp_exposure, check_ramp_method, check_reference_frame
@@ -28,18 +31,22 @@ from romanflow.calibrate.photom import photom
 from romanflow.calibrate.ramp_fit import ramp_fit
 from romanflow.calibrate.refpix import refpix
 from romanflow.calibrate.saturation import saturation
+from romanflow.calibrate.wfi18_transient import wfi18_transient
 from romanflow.provenance import SKIPPED, mark_step, record_reference
 from romanflow.errors import OutputExistsError, ParameterError, RomanflowError
 from romanflow.exposure import RampExposure, RateImage
 from romanflow.kernels.ramp import DEFAULT_METHOD
 
 #: Steps in the order they run.
-STEPS = ("dq_init", "saturation", "refpix", "linearity", "ramp_fit", "dark", "assign_wcs", "flat_field", "photom")
+STEPS = ("dq_init", "saturation", "refpix", "dark_decay", "wfi18_transient", "linearity", "ramp_fit", "dark",
+         "assign_wcs", "flat_field", "photom")
 
 #: Reference types each step reads.
 STEP_REFTYPES = {
     "dq_init": ("mask",),
     "saturation": ("saturation",),
+    "refpix": ("refpix",),
+    "dark_decay": ("darkdecaysignal",),
     "linearity": ("linearity",),
     "ramp_fit": ("readnoise", "gain"),
     "dark": ("dark",),
@@ -202,7 +209,18 @@ def _run_steps(exposure: RampExposure, options: CalibrationOptions, references: 
 
     loader.read_ahead(*wanted("linearity"))
     run("saturation", with_reference("saturation", saturation, exposure, "data", "dq"))
-    run("refpix", lambda: refpix(exposure))
+    loader.read_ahead(*wanted("refpix"), *wanted("dark_decay"))
+    def do_refpix():
+        reference = loader.get("refpix")
+        decay = None
+        if reference is not None and "dark_decay" not in options.skip:  # the columns' own decay is known
+            decay_reference = _load(references, "darkdecaysignal")
+            decay = None if decay_reference is None else decay_reference["decay_table"]
+        return refpix(exposure, reference, decay)
+
+    run("refpix", do_refpix)
+    run("dark_decay", with_reference("darkdecaysignal", dark_decay, exposure, "decay_table"))
+    run("wfi18_transient", lambda: wfi18_transient(exposure))
 
     loader.read_ahead(*wanted("ramp_fit"))
     run("linearity", with_reference("linearity", linearity, exposure, "coeffs", "dq"))
@@ -462,6 +480,28 @@ def calibrate(inputs, output_dir=None, *, options: CalibrationOptions | None = N
     return [results[i] for i in range(len(paths))]
 
 
+@contextlib.contextmanager
+def _main_script_not_rerun():
+    """Start spawned workers without re-running the caller's script in each of them.
+
+    A spawned process imports the parent's ``__main__`` by path (or module name) before it
+    unpickles its task; a script without an ``if __name__ == "__main__":`` guard would then
+    simulate or calibrate again in every worker. The workers only need romanflow, so the main
+    module's path and spec are hidden while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if main and name in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 def _calibrate_in_processes(paths, output_dir, options, workers, overwrite, results, failures, progress) -> None:
     """Calibrate ``paths`` in a pool of spawned processes; fill ``results`` and ``failures`` by input index."""
     import multiprocessing
@@ -473,8 +513,9 @@ def _calibrate_in_processes(paths, output_dir, options, workers, overwrite, resu
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        futures = {pool.submit(calibrate_file, p, output_dir, options, overwrite=overwrite): i
-                   for i, p in enumerate(paths)}
+        with _main_script_not_rerun():
+            futures = {pool.submit(calibrate_file, p, output_dir, options, overwrite=overwrite): i
+                       for i, p in enumerate(paths)}
         for future in as_completed(futures):
             i = futures[future]
             try:

@@ -56,6 +56,9 @@ def ramp_fit(exposure: RampExposure, read_noise: np.ndarray, gain: np.ndarray, *
 
     Notes
     -----
+    The nominal gain (mean over the science pixels, e-/DN) is recorded as
+    ``meta.photometry.gain``.
+
     When refpix ran, it left ``exposure.extra[RESIDUAL_VARIANCE_KEY]`` (DN² per
     read): correlated read noise its correction could not remove. It is
     treated as extra white read noise, ``sqrt(read_noise² + residual)`` per
@@ -75,6 +78,9 @@ def ramp_fit(exposure: RampExposure, read_noise: np.ndarray, gain: np.ndarray, *
                     exposure.read_pattern, method=method, detect_jumps=detect_jumps)
     dq = exposure.pixeldq[_S, _S] | fit.pixeldq
     meta = exposure.meta
+    # the gain (e-/DN) that the rates refer to once flat-fielded: the flat brings every
+    # channel to the detector's nominal gain, the mean over the science pixels
+    meta.setdefault("photometry", {})["gain"] = float(np.mean(np.asarray(gain, dtype=np.float64)[_S, _S]))
     meta.setdefault("cal_logs", []).append(
         f"ramp_fit: method={method}, {int(np.count_nonzero(fit.n_jumps))} pixels with jumps, "
         f"residual correlated read noise {residual:.2f} DN^2 per read added to the read noise")

@@ -218,10 +218,22 @@ def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 
         ``x, y, x_err, y_err, flux, flux_err, reduced_chi2, flags`` (bits of
         :mod:`romanflow.source_flags`, those of :data:`romanflow.kernels.psf_fit.FIT_FLAGS`).
     """
-    samples, oversample = sampled_psf(psf_model)
+    samples, oversample, index = _fit_psf_samples(psf_model, data, x, y)
     return fit_psf_sources(data, err, x, y, samples, oversample, flux_guess=flux_guess, weight_err=weight_err,
                            mask=mask, half=int(fit_shape[0]) // 2, free_position=True,
-                           background_scale=background_scale)
+                           background_scale=background_scale, psf_index=index)
+
+
+def _fit_psf_samples(psf_model, data, x, y):
+    """(effective PSF or stack, oversample, per-source index) for a fit: the library's PSF at each source's
+    detector position when the model carries it (``field_psf``, an image in detector pixels), else one PSF."""
+    field = getattr(psf_model, "field_psf", None)
+    ny, nx = np.shape(data)
+    if field is not None and ny == nx and nx <= 4088:
+        stack, index = field.stack(np.asarray(x, float), np.asarray(y, float), offset=(4088 - nx) / 2.0)
+        return stack, field.oversample, index
+    samples, oversample = sampled_psf(psf_model)
+    return samples, oversample, None
 
 
 def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None, weight_err=None,
@@ -250,8 +262,8 @@ def forced_psf_fluxes(data, err, x, y, psf_model, *, fit_shape=(5, 5), mask=None
     flux, flux_err, reduced_chi2 : ndarray (n,)
         NaN where the box has no usable pixel.
     """
-    samples, oversample = sampled_psf(psf_model)
-    fit = fit_psf_sources(data, err, x, y, samples, oversample, weight_err=weight_err, mask=mask,
+    samples, oversample, index = _fit_psf_samples(psf_model, data, x, y)
+    fit = fit_psf_sources(data, err, x, y, samples, oversample, weight_err=weight_err, mask=mask, psf_index=index,
                           half=int(fit_shape[0]) // 2, free_position=False, background_scale=background_scale)
     return fit["flux"], fit["flux_err"], fit["reduced_chi2"]
 
@@ -371,7 +383,8 @@ def effective_psf_fwhm(epsf, oversample: int) -> float:
 def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, *,
                     drop_size_arcsec: float | None = None, detector_to_image=None,
                     native_scale_arcsec=None, oversample: int = 4, size_pix: int = 41):
-    """Unit-flux PSF model of a WFI image from galsim.roman's optics (:mod:`romanflow.psf`).
+    """Unit-flux PSF model of a WFI image from the PSF library (:func:`romanflow.psf.psf_model`,
+    each detector's effective PSF at its centre, G2V).
 
     Parameters
     ----------
@@ -399,11 +412,13 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
     Returns
     -------
     model : photutils ``ImagePSF``
+        For an image in one detector's own pixels it also carries ``field_psf``
+        (:class:`romanflow.psf.PSFModel`): PSF fits then use the library's PSF
+        at each source's detector position.
     fwhm_pix : float
         FWHM of the model (image pixels).
     """
     from romanflow.detector import PIXEL_SCALE
-    from romanflow.psf import psf_image
 
     native_oversample = 8
     native_size = int(np.ceil(size_pix * pixel_scale_arcsec / PIXEL_SCALE)) + 8
@@ -421,12 +436,37 @@ def roman_psf_model(detectors, optical_element: str, pixel_scale_arcsec: float, 
         if len(scales) != len(detectors):
             raise ValueError(f"{len(scales)} native pixel scales for {len(detectors)} detectors")
     stack = [
-        resampled_effective_psf(psf_image(d, optical_element, oversample=native_oversample, size=native_size),
+        resampled_effective_psf(_library_epsf(d, optical_element, native_oversample, native_size),
                                 native_oversample, native, pixel_scale_arcsec,
                                 drop_size_arcsec=None if drop_size_arcsec is None else drop_size_arcsec * native / PIXEL_SCALE,
                                 detector_to_image=m, oversample=oversample, size_pix=size_pix)
         for d, m, native in zip(detectors, matrices, scales)
     ]
     epsf = np.mean(stack, axis=0)
-    return image_psf(epsf, oversample), effective_psf_fwhm(epsf, oversample)
+    model = image_psf(epsf, oversample)
+    if len(detectors) == 1 and drop_size_arcsec is None and matrices[0] is None \
+            and abs(scales[0] - pixel_scale_arcsec) < 1e-9:
+        # an image in one detector's own pixels: fits use the library's PSF at each source's position
+        from romanflow.psf import psf_model
 
+        model.field_psf = psf_model(detectors[0], optical_element)
+    return model, effective_psf_fwhm(epsf, oversample)
+
+
+def _library_epsf(detector, optical_element: str, oversample: int, size_native: int) -> np.ndarray:
+    """Library effective PSF at the detector centre, ``size_native * oversample + 1`` samples per side."""
+    from romanflow.psf import MODEL_OVERSAMPLE, psf_model
+
+    model = psf_model(detector, optical_element)
+    centre = 4088 / 2.0 - 0.5
+    if oversample == MODEL_OVERSAMPLE:
+        epsf = np.array(model.epsf(centre, centre))
+    else:
+        epsf = model.image(centre, centre, oversample=oversample, size=2 * model.half * oversample + 1)
+    n = size_native * oversample + 1
+    m = epsf.shape[0]
+    if n <= m:
+        cut = (m - n) // 2
+        return epsf[cut:cut + n, cut:cut + n]
+    pad = (n - m) // 2
+    return np.pad(epsf, pad)

@@ -37,8 +37,13 @@ COMMAND_MODULES = (
     "romanflow.cli.tweakreg",
     "romanflow.cli.mosaic",
     "romanflow.cli.catalog",
+    "romanflow.cli.psf",
+    "romanflow.cli.hips",
+    "romanflow.cli.inject",
     "romanflow.cli.run",
     "romanflow.cli.demo",
+    "romanflow.cli.archive",
+    "romanflow.cli.serve",
 )
 
 logger = logging.getLogger("romanflow")

@@ -69,6 +69,14 @@ def register(subparsers) -> None:
     r.add_argument("--refcat", default=None, help="astrometric reference catalog for a folder of files")
     r.add_argument("--dry-run", action="store_true", help="check the plan and list the tasks, run nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (also implied by -q)")
+    r.add_argument("--archive", metavar="URL", help="register every product as it is written in this archive "
+                   "(sqlite:///DIR/archive.db or postgresql://user@host:port/db)")
+    r.add_argument("--archive-root", metavar="DIR", help="archive root folder (default: the SQLite database's "
+                   "folder; the output folder for PostgreSQL)")
+    r.add_argument("--reprocess", action="store_true", help="with --archive: redo exactly the tasks whose "
+                   "products are stale under the reference context (and everything downstream of them)")
+    r.add_argument("--context", metavar="CONTEXT.yaml", help="reference context for calibration (default: "
+                   "the embedded store's)")
     r.set_defaults(func=run_command)
 
 
@@ -100,7 +108,17 @@ def run_command(args) -> int:
     plan = load_plan(args.plan)
     if args.refcat:
         plan.refcat = str(Path(args.refcat))
-    graph = build_graph(plan, args.output_dir)
+    if args.reprocess and not args.archive:
+        from romanflow.errors import ParameterError
+
+        raise ParameterError("--reprocess", True, "needs --archive URL (the archive says what is stale)")
+    if args.context and not Path(args.context).is_file():
+        from romanflow.errors import InputFileError
+
+        raise InputFileError(args.context, "no such context file")
+    if args.archive and not args.dry_run:
+        return _run_with_archive(args, plan)
+    graph = build_graph(plan, args.output_dir, context=args.context)
     kinds = Counter(t.kind for t in graph)
     print(f"{plan.source}: {len(graph)} tasks (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
     if args.dry_run:
@@ -115,6 +133,26 @@ def run_command(args) -> int:
                                raise_on_failure=False)
         finally:
             executor.close()
+    return _summarise(args, graph, report)
+
+
+def _run_with_archive(args, plan) -> int:
+    from romanflow.archive.runs import run_with_archive
+    from romanflow.run.graph import build_graph
+
+    report, todo, final = run_with_archive(plan, args.output_dir, args.archive, root=args.archive_root,
+                                           reprocess=args.reprocess, context=args.context, workers=args.workers,
+                                           scheduler=args.scheduler, memory_limit=args.memory_limit,
+                                           progress=not (args.no_progress or args.quiet), quiet=args.quiet)
+    graph = build_graph(plan, args.output_dir, context=args.context)
+    if todo is not None:
+        print(f"reprocess: {len(todo.stale)} stale product(s); redoing {len(todo.redo)} task(s): "
+              + (", ".join(sorted(todo.redo)) or "none"))
+    print(f"archive {args.archive}: {final.summary()} at the end of the run")
+    return _summarise(args, graph, report)
+
+
+def _summarise(args, graph, report) -> int:
     rate = 60.0 * report.detectors / report.wall_s if report.wall_s > 0 and report.detectors else 0.0
     print(f"{graph.root}: {len(report.done)} task(s) run, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed, {report.wall_s:.1f} s on {report.executor}"
@@ -123,12 +161,16 @@ def run_command(args) -> int:
         print(f"  failed: {key}: {problem}")
     for key, reason in report.registration_failures.items():
         print(f"  not registered: {key}: {reason}")
+    for key, problem in report.hook_failures.items():
+        print(f"  not archived: {key}: {problem}")
     problems = []
     if report.failed:
         problems.append(f"{len(report.failed)} of {len(graph)} task(s) failed (first: {next(iter(report.failed))})")
     if report.registration_failures:
         problems.append(f"{len(report.registration_failures)} exposure(s) not registered "
                         f"(first: {next(iter(report.registration_failures))})")
+    if report.hook_failures:
+        problems.append(f"{len(report.hook_failures)} task(s) not archived (first: {next(iter(report.hook_failures))})")
     if problems:
         print(f"{args.command_name}: error: {graph.root}: " + "; ".join(problems)
               + "; see the summary on standard output (finished tasks are kept: run again to resume)",

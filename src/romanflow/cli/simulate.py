@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--pa", type=finite_float, default=0.0, help="position angle of +V3 (deg, default 0)")
     p.add_argument("--n-sources", type=non_negative_int, default=None,
                    help="random field: mean sources per detector (default ~8500)")
-    p.add_argument("--catalog", default=None, help="source catalog (Parquet, CSV, ECSV) instead of a random field")
+    p.add_argument("--catalog", default=None,
+                   help="source catalog (Parquet, CSV, ECSV) instead of a random field; romanisim's ECSV catalogs "
+                        "(type PSF/SER, fluxes in maggies per filter column) are read as well")
     add_size(p)
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, an integer >= 0 (default 0)")
     p.add_argument("--pointing-error", type=finite_float, nargs=3, default=(0.0, 0.0, 0.0),

@@ -78,6 +78,10 @@ REFERENCE_SPECS = {
     ),
     "photom": ReferenceSpec("WfiImgPhotomRefModel", {}, objects=("phot_table",)),
     "matable": ReferenceSpec("MATableRefModel", {}, objects=("science_tables", "guide_window_tables")),
+    # dark decay after reset: decay_table[detector] = {amplitude (DN), time_constant (s)}
+    "darkdecaysignal": ReferenceSpec("DarkdecaysignalRefModel", {}, objects=("decay_table",)),
+    # effective PSFs: psf[defocus, spectral_type, grid_index, y, x] (romanflow.psf.library)
+    "epsf": ReferenceSpec("EpsfRefModel", {"psf": (_F32, 5)}, optical_element=True),
 }
 
 REFERENCE_TYPES = tuple(REFERENCE_SPECS)

@@ -14,7 +14,8 @@ Conventions (every function here)
     times per native pixel along both axes, indexed ``[y, x]``. The source
     is at the *central sample* ``c = (n - 1) / 2``: sample ``[j, i]`` lies at
     offset ``((i - c) / oversample, (j - c) / oversample)`` native pixels.
-    This is what :func:`romanflow.psf.psf_image` returns.
+    This is what :meth:`romanflow.psf.PSFModel.epsf` and an odd-sized
+    :func:`romanflow.psf.psf_image` return.
 Units
     Fraction of the source's total flux per native pixel (dimensionless):
     samples taken every ``oversample`` sum to ≈ 1 over a large extent.
@@ -45,7 +46,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["epsf_value", "epsf_value_and_gradient", "add_point_source", "evaluate_epsf", "check_epsf"]
+__all__ = ["epsf_value", "epsf_value_and_gradient", "add_point_source", "evaluate_epsf", "evaluate_epsf_mixture",
+           "evaluate_epsf_grid", "check_epsf"]
 
 #: Keys' cubic-convolution parameter.
 KEYS_A = -0.5
@@ -267,3 +269,118 @@ def evaluate_epsf(epsf, oversample: int, dx, dy, *, gradient: bool = False):
     if gradient:
         return value.reshape(shape), d_dx.reshape(shape), d_dy.reshape(shape)
     return value.reshape(shape)
+
+
+@numba.njit(cache=True)
+def _evaluate_mixture(stack, weights, oversample, dx, dy, value):
+    for k in range(dx.shape[0]):
+        total = 0.0
+        for m in range(weights.shape[0]):
+            if weights[m] != 0.0:
+                total += weights[m] * epsf_value(stack[m], oversample, dx[k], dy[k])
+        value[k] = total
+
+
+def evaluate_epsf_mixture(stack, weights, oversample: int, dx, dy):
+    """Weighted sum of several effective PSFs (a PSF interpolated between positions) at many offsets.
+
+    Parameters
+    ----------
+    stack : ndarray (m, n, n) float64, C-contiguous
+        Effective PSFs (module conventions), one per weight.
+    weights : ndarray (m,)
+        Their weights (e.g. interpolation weights summing to 1).
+    oversample : int
+        Samples per native pixel.
+    dx, dy : array_like
+        Pixel centre minus source position (native pixels), broadcast together.
+
+    Returns
+    -------
+    ndarray
+        ``Σ weights[m] · P_m(dx, dy)``, shaped like the broadcast offsets.
+    """
+    stack = np.asarray(stack, np.float64)
+    if stack.ndim != 3 or not stack.flags.c_contiguous:
+        stack = np.ascontiguousarray(stack, np.float64)
+        if stack.ndim != 3:
+            raise ValueError(f"stack must be 3-D, got shape {stack.shape}")
+    weights = np.ascontiguousarray(weights, np.float64)
+    if weights.shape != (stack.shape[0],):
+        raise ValueError(f"{weights.shape[0]} weights for {stack.shape[0]} effective PSFs")
+    check_epsf(stack[0, :5, :5], oversample)  # oversample check; the stack is validated by its caller
+    dx, dy = np.broadcast_arrays(np.asarray(dx, np.float64), np.asarray(dy, np.float64))
+    shape = dx.shape
+    value = np.zeros(dx.size)
+    _evaluate_mixture(stack, weights, int(oversample), np.ascontiguousarray(dx).ravel(),
+                      np.ascontiguousarray(dy).ravel(), value)
+    return value.reshape(shape)
+
+
+@numba.njit(cache=True)
+def _grid_mixture(stack, weights, oversample, dx, dy, out):
+    n = stack.shape[1]
+    c = (n - 1) / 2.0
+    nx = dx.shape[0]
+    ny = dy.shape[0]
+    iu = np.empty(nx, np.int64)
+    wx = np.zeros((nx, 4))
+    for i in range(nx):
+        u = c + dx[i] * oversample
+        if u >= 1.0 and u < n - 2.0:
+            iu[i] = int(math.floor(u))
+            wx[i, 0], wx[i, 1], wx[i, 2], wx[i, 3] = _keys_weights(u - iu[i])
+        else:
+            iu[i] = 1
+    for j in range(ny):
+        v = c + dy[j] * oversample
+        if not (v >= 1.0 and v < n - 2.0):
+            continue
+        iv = int(math.floor(v))
+        wy0, wy1, wy2, wy3 = _keys_weights(v - iv)
+        for i in range(nx):
+            if wx[i, 0] == 0.0 and wx[i, 1] == 0.0 and wx[i, 2] == 0.0 and wx[i, 3] == 0.0:
+                continue
+            total = 0.0
+            for m in range(weights.shape[0]):
+                w = weights[m]
+                if w == 0.0:
+                    continue
+                acc = 0.0
+                for a in range(4):
+                    wy = wy0 if a == 0 else (wy1 if a == 1 else (wy2 if a == 2 else wy3))
+                    row = iv - 1 + a
+                    acc += wy * (wx[i, 0] * stack[m, row, iu[i] - 1] + wx[i, 1] * stack[m, row, iu[i]]
+                                 + wx[i, 2] * stack[m, row, iu[i] + 1] + wx[i, 3] * stack[m, row, iu[i] + 2])
+                total += w * acc
+            out[j, i] = total
+
+
+def evaluate_epsf_grid(stack, weights, oversample: int, dx, dy):
+    """Weighted sum of effective PSFs on a grid of offsets: ``out[j, i] = Σ_m w_m P_m(dx[i], dy[j])``.
+
+    The values of :func:`evaluate_epsf_mixture` on ``np.meshgrid(dx, dy)``; the
+    interpolation weights of each row and column are computed once.
+
+    Parameters
+    ----------
+    stack : ndarray (m, n, n) or (n, n) float64
+        Effective PSFs (module conventions).
+    weights : ndarray (m,)
+    oversample : int
+    dx, dy : ndarray (nx,), (ny,)
+        Pixel-centre minus source offsets along x and y (native pixels).
+    """
+    stack = np.asarray(stack, np.float64)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if not stack.flags.c_contiguous:
+        stack = np.ascontiguousarray(stack)
+    weights = np.asarray(weights, np.float64)
+    if weights.shape != (stack.shape[0],):
+        weights = np.ascontiguousarray(np.broadcast_to(weights, (stack.shape[0],)))
+    dx = np.ascontiguousarray(dx, np.float64).ravel()
+    dy = np.ascontiguousarray(dy, np.float64).ravel()
+    out = np.zeros((dy.size, dx.size))
+    _grid_mixture(stack, weights, int(oversample), dx, dy, out)
+    return out

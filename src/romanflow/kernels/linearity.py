@@ -10,7 +10,7 @@ the polynomial of a mean is not the mean of the polynomial: for a resultant of
 reads m_j with mean M, mean(c(m_j)) ≈ c(M) + ½ c''(M) Var(m_j). With a read
 pattern given, the kernel adds this term, rebuilding the spread of the reads
 from the ramp itself: the rate per frame is estimated from the first and last
-unsaturated linearised resultants, converted to measured units by c'(M), and
+unflagged linearised resultants, converted to measured units by c'(M), and
 Var(m_j) = (rate/c'(M))² · Var(read numbers of the resultant). The cubic
 polynomial has no odd third-moment term for evenly spaced reads, so this is
 the read-reconstruction correction to second order.
@@ -56,9 +56,10 @@ def _linearity_kernel(resultants, coeffs, groupdq, mean_reads, var_reads, use_re
                 for k in range(nc - 2, -1, -1):
                     v = v * m + coeffs[k, y, x]
                 lin[i, x] = v
-                if first[x] < 0:
-                    first[x] = i
-                last[x] = i
+                if groupdq[i, y, x] == 0:  # the rate comes from clean resultants only: one flagged
+                    if first[x] < 0:     # DO_NOT_USE before saturation may hold reads past full well
+                        first[x] = i
+                    last[x] = i
         if use_reads:
             for x in range(nx):
                 f, la = first[x], last[x]
@@ -69,7 +70,7 @@ def _linearity_kernel(resultants, coeffs, groupdq, mean_reads, var_reads, use_re
                     continue
                 for x in range(nx):
                     f, la = first[x], last[x]
-                    if not ok[x] or not la > f >= 0 or i < f or i > la or (groupdq[i, y, x] & 2):
+                    if not ok[x] or not la > f >= 0 or (groupdq[i, y, x] & 2):
                         continue
                     m = float(resultants[i, y, x])
                     d1 = 0.0

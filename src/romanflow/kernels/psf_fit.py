@@ -245,19 +245,19 @@ def _fit_one(image, var, wvar, bad, x_start, y_start, f_start, x_box, y_box, eps
 
 
 @numba.njit(cache=True, parallel=True)
-def _fit_independent(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, max_shift, bscale2,
+def _fit_independent(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
                      flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
     nbox = (2 * half + 1) ** 2
     for s in prange(x0.shape[0]):
         px = np.empty(nbox, np.int64)
         py = np.empty(nbox, np.int64)
         (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
-         flags[s]) = _fit_one(data, var, wvar, bad, x0[s], y0[s], f0[s], x0[s], y0[s], epsf, oversample, half,
-                              free, max_shift, bscale2, px, py)
+         flags[s]) = _fit_one(data, var, wvar, bad, x0[s], y0[s], f0[s], x0[s], y0[s], epsfs[which[s]], oversample,
+                              half, free, max_shift, bscale2, px, py)
 
 
 @numba.njit(cache=True)
-def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsf, oversample, half, free, max_shift, bscale2,
+def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
                          passes, model_half, flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
     n = x0.shape[0]
     nbox = (2 * half + 1) ** 2
@@ -269,6 +269,7 @@ def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsf, oversample, hal
     mf = np.zeros(n)
     for p in range(passes):
         for s in range(n):
+            epsf = epsfs[which[s]]
             add_point_source(work, epsf, oversample, mx[s], my[s], mf[s], model_half)
             start_flux = f0[s] if p == 0 else mf[s]
             (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
@@ -285,7 +286,7 @@ def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsf, oversample, hal
 def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, weight_err=None, mask=None,
                     half: int = 2, free_position: bool = True, background_scale: float = 1.0,
                     max_shift: float | None = None, subtract_neighbours: bool = False, passes: int = 1,
-                    model_half: int | None = None) -> dict:
+                    model_half: int | None = None, psf_index=None) -> dict:
     """Fit an oversampled effective PSF to point sources in an image.
 
     Parameters
@@ -296,10 +297,11 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     x, y : ndarray (n,)
         Starting (or, without ``free_position``, fixed) positions (pixels,
         0-indexed). Each fit box is centred on the pixel nearest them.
-    epsf : ndarray (m, m)
+    epsf : ndarray (m, m) or (k, m, m)
         Unit-flux effective PSF (:mod:`romanflow.kernels.epsf` conventions:
         fraction of a source's flux per pixel, sampled ``oversample`` times
-        per pixel, source at the central sample, m odd).
+        per pixel, source at the central sample, m odd), or a stack of ``k``
+        of them (a PSF varying over the field) chosen per source by ``psf_index``.
     oversample : int
         Samples per pixel of ``epsf``.
     flux_guess : ndarray (n,), optional
@@ -327,6 +329,8 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     model_half : int, optional
         Half-size (pixels) of each source's model subtracted for its
         neighbours; the effective PSF's extent by default.
+    psf_index : ndarray of int (n,), optional
+        With a stack of effective PSFs, the one each source uses (0 by default).
 
     Returns
     -------
@@ -347,7 +351,14 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     weight_err = err if weight_err is None else np.asarray(weight_err, np.float64)
     if data.ndim != 2 or err.shape != data.shape or weight_err.shape != data.shape:
         raise ValueError(f"data {data.shape}, err {err.shape} and weight_err {weight_err.shape} must be one 2-D shape")
-    epsf, oversample = check_epsf(epsf, oversample)
+    stack = np.asarray(epsf, np.float64)
+    if stack.ndim == 3:
+        epsfs = np.ascontiguousarray(stack)
+        check_epsf(epsfs[0], oversample)
+        oversample = int(oversample)
+    else:
+        epsf, oversample = check_epsf(epsf, oversample)
+        epsfs = epsf[None]
     half = int(half)
     passes = int(passes)
     if half < 0 or passes < 1:
@@ -366,6 +377,9 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     f0 = np.full(n, np.nan) if flux_guess is None else np.ascontiguousarray(flux_guess, np.float64)
     if f0.shape != x.shape:
         raise ValueError(f"flux_guess {f0.shape} must have the shape of x {x.shape}")
+    which = np.zeros(n, np.int64) if psf_index is None else np.ascontiguousarray(psf_index, np.int64)
+    if which.shape != x.shape or (n and (which.min() < 0 or which.max() >= epsfs.shape[0])):
+        raise ValueError(f"psf_index must be {x.shape} indices into {epsfs.shape[0]} effective PSFs")
     out = {k: np.full(n, np.nan) for k in ("flux", "x", "y", "flux_err", "x_err", "y_err", "reduced_chi2")}
     out["flags"] = np.zeros(n, np.int32)
     if n == 0:
@@ -377,12 +391,12 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     results = (out["flux"], out["x"], out["y"], out["flux_err"], out["x_err"], out["y_err"], out["reduced_chi2"],
                out["flags"])
     if subtract_neighbours:
-        extent = (epsf.shape[0] - 1) // 2 // oversample
+        extent = (epsfs.shape[1] - 1) // 2 // oversample
         reach = extent if model_half is None else int(model_half)
-        _fit_with_neighbours(image, var, wvar, bad, x, y, f0, epsf, oversample, half, bool(free_position), shift,
+        _fit_with_neighbours(image, var, wvar, bad, x, y, f0, epsfs, which, oversample, half, bool(free_position), shift,
                              float(background_scale) ** 2, passes, reach, *results)
     else:
-        _fit_independent(image, var, wvar, bad, x, y, f0, epsf, oversample, half, bool(free_position), shift,
+        _fit_independent(image, var, wvar, bad, x, y, f0, epsfs, which, oversample, half, bool(free_position), shift,
                          float(background_scale) ** 2, *results)
     failed = (out["flags"] & PSF_FIT_FAILED) != 0
     for key in ("flux", "x", "y", "flux_err", "x_err", "y_err", "reduced_chi2"):

@@ -1,4 +1,11 @@
-"""Reference-pixel correction of correlated read noise, calibrated on the exposure itself.
+"""Reference-pixel correction of correlated read noise: self-calibrating, or with fixed coefficients.
+
+Two corrections share the read-time layout below. :func:`apply_irrc` applies the
+frequency coefficients of a REFPIX reference (``gamma``, ``zeta``, ``alpha`` for
+the left reference columns, the right ones and amp33; see
+:func:`irrc_coefficients` for how they are made from noise spectra).
+:func:`correct_reference_pixels`, described here, needs no reference: it is
+calibrated on the exposure itself.
 
 The readout adds to every channel a slow drift of its own and a noise common to
 all channels and to the reference output amp33: 1/f noise and alternating
@@ -9,14 +16,10 @@ that amp33 samples at every pixel time.
 
 Algorithm, per exposure:
 
-1. **Offsets.** Subtract from every reference pixel and amp33 pixel its mean
-   over the resultants (the intercept of a line fitted against the centred
-   resultant index). A per-pixel constant changes no slope, and without it the
-   fixed bias pattern would swamp the noise.
-2. **Drifts.** For each channel (amp33 included) and resultant, fit a line in
-   read time to the 4 top and 4 bottom reference rows and subtract it from the
-   whole channel.
-3. **Common noise.** Put amp33 in time order; where the left and right
+1. **Offsets.** Subtract from every amp33 pixel and every reference column
+   pixel used its mean over the resultants. A per-pixel constant changes no
+   slope, and without it the fixed bias pattern would swamp the noise.
+2. **Common noise.** Put amp33 in time order; where the left and right
    reference columns are read at the same instants (the first 4 samples of
    each row), average them in with inverse-variance weights measured on the
    exposure; fill the pad samples (first by
@@ -28,8 +31,18 @@ Algorithm, per exposure:
    Nyquist frequency where ACN lives) and ``W`` its white floor, measured as
    the median power of the middle half of the band. Everything is derived
    from the data: no coefficient file.
-4. Subtract ``drift_c(t) + Ĉ(t)`` from every pixel of channel ``c`` at its read
-   time ``t``, reference pixels included.
+3. Subtract ``Ĉ(t)`` from every pixel of every channel at its read time
+   ``t``, reference pixels included.
+
+No drift line is fitted to the top and bottom reference rows. Per channel,
+such a line carries the rows' white noise and the ends of the channel's own
+1/f noise into all its pixels: on simulated data it raised the
+channel-to-channel power of the rate image 3 to 150-fold, with or without
+correlated noise. Common to all channels, it is redundant with amp33, whose
+spectrum at the lowest frequencies is dominated by the common noise (H ≈ 1
+there), and subtracting it next to a filtered amp33 left a common offset of
+1-2e-3 DN/s in the rates (alternating-column and common 1/f noise); without
+it that offset is below 1e-4 DN/s.
 
 Residual (``return_residual_variance=True``). The correction leaves in every
 pixel the estimate's error ``C − Ĉ``, common to all channels and correlated
@@ -45,8 +58,8 @@ simulated data. Neither covers each channel's own 1/f noise.
 
 Science pixels are never used to estimate the correction, so the correction is
 independent of the scene. What it cannot remove: each science channel's own
-1/f noise above the drift scale, and common noise at frequencies where it is
-weaker than amp33's white noise.
+1/f noise, and common noise at frequencies where it is weaker than amp33's
+white noise.
 """
 
 from __future__ import annotations
@@ -115,71 +128,49 @@ def correct_reference_pixels(resultants: np.ndarray, amp33: np.ndarray, *,
     if n_iterations < 1:
         raise ValueError("n_iterations must be at least 1")
     workers = workers or os.cpu_count() or 1
-    n_channels = nx // CHANNEL_WIDTH
-    n_samples = ny * ROW_PERIOD
-    t_center = 0.5 * (n_samples - 1)
 
     if overwrite and data.dtype == np.float32 and data.flags.writeable:
         out = data
     else:
         out = data.astype(np.float32, copy=True)
 
-    # 1-2. Offsets and per-channel linear drifts from the top/bottom reference rows.
-    ref_rows = np.r_[0:N_BORDER, ny - N_BORDER:ny]
+    # 1. Offsets: every amp33 pixel's mean over the resultants.
     amp = np.nan_to_num(np.asarray(amp33, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     amp = amp - amp.mean(axis=0, dtype=np.float64).astype(np.float32)
-    rows = out[:, ref_rows, :].astype(np.float64)
-    finite = np.isfinite(rows).all(axis=0)                       # non-finite reference pixels are not used
-    rows = np.where(finite, rows, 0.0)
-    rows -= rows.mean(axis=0)
-    rows = _time_ordered(rows)                                   # (n_res, 8, n_ch, 128)
-    finite = _time_ordered(finite[None].astype(np.float64))[0]
-    rows = np.concatenate([rows, amp[:, ref_rows, None, :].astype(np.float64)], axis=2)
-    if reference_mask is None:
-        weight = np.ones(rows.shape[1:], dtype=np.float64)
-    else:
+    mask = None
+    if reference_mask is not None:
         mask = np.asarray(reference_mask, dtype=bool)
         if mask.shape != (ny, nx):
             raise ValueError(f"reference mask has shape {mask.shape}, expected {(ny, nx)}")
-        weight = np.ones(rows.shape[1:], dtype=np.float64)
-        weight[:, :n_channels, :] = _time_ordered(mask[ref_rows, :][None].astype(np.float64))[0]
-    weight[:, :n_channels, :] *= finite
-    times = (ref_rows[:, None] * ROW_PERIOD + np.arange(CHANNEL_WIDTH)[None, :] - t_center)[:, None, :]
-    offset, slope = _weighted_lines(rows, weight, times)          # (n_res, n_ch + 1) each
 
-    # 3. Common noise from amp33, in read-time order.
-    k = np.arange(CHANNEL_WIDTH)
+    # 2. Common noise from amp33 (and the left and right reference columns), in read-time order.
     series = np.empty((n_res, ny, ROW_PERIOD), dtype=np.float32)
-    amp_time = (np.arange(ny)[:, None] * ROW_PERIOD + k[None, :] - t_center).astype(np.float32)
-    series[:, :, :CHANNEL_WIDTH] = amp - (offset[:, -1, None, None].astype(np.float32)
-                                          + slope[:, -1, None, None].astype(np.float32) * amp_time)
-    columns = _merge_reference_columns(series, out, weight_mask=None if reference_mask is None else mask,
-                                       offset=offset, slope=slope, t_center=t_center)
+    series[:, :, :CHANNEL_WIDTH] = amp
+    columns = _merge_reference_columns(series, out, weight_mask=mask)
     _fill_pads_linearly(series)
     common, residual_variance, gains = _wiener_common(series, n_iterations, workers)
     if return_residual_variance and columns is not None:
         residual_variance = _residual_from_columns(common, columns, gains, workers)
 
-    # 4. Subtract drift + common noise from every pixel at its read time.
-    _subtract_channel_series(out, common, offset[:, :n_channels].copy(), slope[:, :n_channels].copy(),
-                             ROW_PERIOD, t_center)
+    # 3. Subtract the common noise from every pixel at its read time.
+    _subtract_channel_series(out, common)
     if return_residual_variance:
         return out, residual_variance
     return out
 
 
-def _merge_reference_columns(series, out, *, weight_mask, offset, slope, t_center):
+def _merge_reference_columns(series, out, *, weight_mask):
     """Average the reference columns into amp33's time series, in place.
 
     Returns ``(left, right, both, merge_weight, w_ref)`` for the residual
-    estimate (the drift-free left and right columns, (n_res, ny, 4) DN; where
+    estimate (the left and right columns less their means, (n_res, ny, 4) DN; where
     both are usable; each column's weight in the merged samples; the columns'
     white variance per resultant, DN²), or None when they are not merged.
 
     The 4 left reference columns (first channel) and the 4 right ones (last
     channel) are read at the same instants as 4 amp33 columns (the first or
     last 4 of each row in read order). After removing each pixel's mean over
-    the resultants and its channel's drift line, each such sample estimates
+    the resultants, each such sample estimates
     the same common noise as amp33 with its own white noise; the samples are
     combined with inverse-variance weights measured on the exposure:
     ``var(L − R) = 2·w_ref`` and ``var((L + R)/2 − A) = w_ref/2 + w_amp``.
@@ -197,16 +188,14 @@ def _merge_reference_columns(series, out, *, weight_mask, offset, slope, t_cente
         cols_right = last * CHANNEL_WIDTH + k_right
     if n_channels == 1 or not np.array_equal(k_left, k_right):
         return None                                               # not read at the same instants
-    times = (np.arange(ny)[:, None] * ROW_PERIOD + k_left[None, :] - t_center)[None]   # (1, ny, 4)
     sides = []
-    for cols, c in ((cols_left, 0), (cols_right, last)):
+    for cols in (cols_left, cols_right):
         values = out[:, :, cols].astype(np.float64)               # (n_res, ny, 4)
         usable = np.isfinite(values).all(axis=0)
         if weight_mask is not None:
             usable &= weight_mask[:, cols]
         values = np.where(usable, values, 0.0)
         values -= values.mean(axis=0)
-        values -= offset[:, c, None, None] + slope[:, c, None, None] * times
         sides.append((values, usable))
     (left, use_l), (right, use_r) = sides
     both = use_l & use_r
@@ -250,36 +239,6 @@ def _residual_from_columns(common, columns, gains, workers):
     response = _wiener_common(probe, len(gains), workers, gains=gains)[0][:, :, :N_BORDER]
     own_covariance = ((z_left + z_right) * response)[:, both].mean()        # per unit column variance
     return np.maximum(product + own_covariance * w_ref, 0.0)
-
-
-def _time_ordered(frame_rows: np.ndarray) -> np.ndarray:
-    """(..., nrows, nx) → (..., nrows, n_channels, 128) with odd channels reversed (a copy)."""
-    *lead, nrows, nx = frame_rows.shape
-    split = frame_rows.reshape(*lead, nrows, nx // CHANNEL_WIDTH, CHANNEL_WIDTH).copy()
-    split[..., 1::2, :] = split[..., 1::2, ::-1]
-    return split
-
-
-def _weighted_lines(values: np.ndarray, weight: np.ndarray, times: np.ndarray):
-    """Weighted least-squares line ``a + b·t`` per (resultant, channel).
-
-    values (n_res, nrows, n_ch, 128), weight (nrows, n_ch, 128), times (nrows, 1, 128).
-    Returns offset ``a`` (DN) and slope ``b`` (DN per sample), each (n_res, n_ch).
-    A channel without usable reference pixels gets a = b = 0.
-    """
-    t = np.broadcast_to(times, weight.shape)
-    sw = np.einsum("ick->c", weight)
-    st = np.einsum("ick,ick->c", weight, t)
-    stt = np.einsum("ick,ick,ick->c", weight, t, t)
-    wy = values * weight
-    sy = wy.sum(axis=(1, 3))
-    sty = np.einsum("rick,ick->rc", wy, t)
-    det = sw * stt - st**2
-    ok = (sw >= 2) & (det > 0)
-    safe = np.where(ok, det, 1.0)
-    slope = np.where(ok, (sw * sty - st * sy) / safe, 0.0)
-    offset = np.where(ok, (stt * sy - st * sty) / safe, 0.0)
-    return offset, slope
 
 
 def _fill_pads_linearly(series: np.ndarray) -> None:
@@ -377,8 +336,8 @@ def _white_floor(mean_ratio: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, parallel=True)
-def _subtract_channel_series(out, common, offset, slope, row_period, t_center):
-    """out[r, y, col(c, k)] -= common[r, y, k] + offset[r, c] + slope[r, c]·(y·row_period + k − t_center).
+def _subtract_channel_series(out, common):
+    """out[r, y, col(c, k)] -= common[r, y, k] for every channel c.
 
     col(c, k) = 128c + k for even channels and 128c + 127 − k for odd ones.
     """
@@ -387,14 +346,178 @@ def _subtract_channel_series(out, common, offset, slope, row_period, t_center):
     for index in numba.prange(n_res * ny):
         r = index // ny
         y = index - r * ny
-        t0 = y * row_period - t_center
         for c in range(n_channels):
-            a = offset[r, c]
-            b = slope[r, c]
             base = c * 128
             if c % 2 == 0:
                 for k in range(128):
-                    out[r, y, base + k] -= common[r, y, k] + a + b * (t0 + k)
+                    out[r, y, base + k] -= common[r, y, k]
             else:
                 for k in range(128):
-                    out[r, y, base + 127 - k] -= common[r, y, k] + a + b * (t0 + k)
+                    out[r, y, base + 127 - k] -= common[r, y, k]
+
+
+# --- Correction with fixed frequency coefficients (the REFPIX reference) ---------------------------------
+
+#: Reference columns at each side of the frame.
+N_REFERENCE_COLUMNS = N_BORDER
+
+
+def irrc_coefficients(common_power: np.ndarray, amp33_noise_power: np.ndarray, column_noise_power: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frequency coefficients ``(gamma, zeta, alpha)`` of the reference-pixel correction, complex128 (n_freq,).
+
+    Inputs are power spectra per rfft bin of one read's time series (any common
+    unit, DN² per bin): ``common_power`` of the noise shared by every output
+    (what the correction removes), ``amp33_noise_power`` of what amp33 sees on
+    top of it, and ``column_noise_power`` of what the left (and the right)
+    reference columns see on top of it once placed at their read times in an
+    otherwise zero series and scaled by ``ROW_PERIOD / 4``. Each input is an
+    unbiased estimate of the common noise at every frequency; they are combined
+    with inverse-noise weights and the combination shrunk by its Wiener gain
+    ``S/(S + N)``, ``N`` the combination's noise. The same coefficients apply to
+    every channel when the common noise is the same in all (one row).
+    """
+    common = np.asarray(common_power, dtype=np.float64)
+    inv_amp = 1.0 / np.maximum(np.asarray(amp33_noise_power, dtype=np.float64), 1e-300)
+    inv_col = 1.0 / np.maximum(np.asarray(column_noise_power, dtype=np.float64), 1e-300)
+    total = inv_amp + 2.0 * inv_col
+    gain = common / (common + 1.0 / total)
+    alpha = gain * inv_amp / total
+    gamma = gain * inv_col / total
+    return gamma.astype(np.complex128), gamma.astype(np.complex128), alpha.astype(np.complex128)
+
+
+def _column_positions(nx: int):
+    """(columns, read positions k) of the left reference columns (channel 0) and of the right ones (last)."""
+    last = nx // CHANNEL_WIDTH - 1
+    left_cols = np.arange(N_REFERENCE_COLUMNS)
+    right_cols = np.arange(nx - N_REFERENCE_COLUMNS, nx)
+    right_k = right_cols - last * CHANNEL_WIDTH
+    if last % 2:
+        right_k = CHANNEL_WIDTH - 1 - right_k
+    return (left_cols, left_cols.copy()), (right_cols, right_k)
+
+
+def apply_irrc(resultants: np.ndarray, amp33: np.ndarray, gamma: np.ndarray, zeta: np.ndarray,
+               alpha: np.ndarray, *, reference_mask: np.ndarray | None = None,
+               column_signal: np.ndarray | None = None, workers: int | None = None,
+               overwrite: bool = False, return_residual_variance: bool = False):
+    """Remove correlated read noise with fixed frequency coefficients (a REFPIX reference).
+
+    For every resultant: remove each amp33 and reference-column pixel's mean over
+    the resultants (and from the reference columns any known signal of their own,
+    ``column_signal``); lay amp33 out in read-time order (``ROW_PERIOD`` samples per
+    row, pads filled by linear interpolation), and the 4 left reference columns
+    (channel 0) and 4 right ones (last channel) each at their read times in a
+    zero series scaled by ``ROW_PERIOD / 4``; then for every channel ``c``
+    subtract ``irfft(gamma_c·F(left) + zeta_c·F(right) + alpha_c·F(amp33))`` from
+    its pixels (reference pixels included) at their read times.
+
+    Parameters
+    ----------
+    resultants : ndarray, (n_resultants, ny, nx)
+        Resultants (DN), full frame; ``nx`` a multiple of 128, ≥ 2 resultants.
+    amp33 : ndarray, (n_resultants, ny, 128)
+        amp33 resultants (DN).
+    gamma, zeta, alpha : ndarray of complex, (n_channels or 1, ny·ROW_PERIOD // 2 + 1)
+        Coefficients of the left columns, right columns and amp33; one row applies to every channel.
+    reference_mask : ndarray of bool, (ny, nx), optional
+        False for reference pixels not to be used (they count as 0).
+    column_signal : ndarray, (n_resultants, ny, 8), optional
+        Known signal of the 4 left then 4 right reference columns (DN), e.g. the
+        decay after reset: amp33 does not see it, and left in the columns it would
+        be taken for common noise at the lowest frequencies, where the columns
+        weigh most, and subtracted from every pixel.
+    workers : int, optional
+        Threads for the FFTs.
+    overwrite : bool
+        Correct ``resultants`` in place when it is already float32.
+    return_residual_variance : bool
+        Also return the common noise left per resultant (DN² per sample),
+        predicted from the coefficients and amp33's measured power (see
+        :func:`_residual_from_coefficients`; exact when the reference describes
+        the detector's noise). The reference columns cannot measure it: they
+        are part of the estimate, and their own noise enters it at a level
+        comparable to the residual.
+
+    Returns
+    -------
+    corrected : ndarray of float32 (n_resultants, ny, nx), and the residual variance (n_resultants,) if asked.
+    """
+    data = np.asarray(resultants)
+    if data.ndim != 3:
+        raise ValueError(f"resultants must be a (n_resultants, ny, nx) cube, got shape {data.shape}")
+    n_res, ny, nx = data.shape
+    if nx % CHANNEL_WIDTH or ny < 2 * N_BORDER + 1:
+        raise ValueError(f"frame shape {(ny, nx)} not supported: width must be a multiple of {CHANNEL_WIDTH}")
+    if n_res < 2:
+        raise ValueError("reference-pixel correction needs at least 2 resultants")
+    if np.shape(amp33) != (n_res, ny, AMP33_WIDTH):
+        raise ValueError(f"amp33 has shape {np.shape(amp33)}, expected {(n_res, ny, AMP33_WIDTH)}")
+    n_channels = nx // CHANNEL_WIDTH
+    n_samples = ny * ROW_PERIOD
+    n_freq = n_samples // 2 + 1
+    coeffs = [np.atleast_2d(np.asarray(c)) for c in (gamma, zeta, alpha)]
+    for name, c in zip(("gamma", "zeta", "alpha"), coeffs):
+        if c.shape[0] not in (1, n_channels) or c.shape[1] != n_freq:
+            raise ValueError(f"{name} has shape {c.shape}, expected (1 or {n_channels}, {n_freq}) for a frame "
+                             f"of {ny} x {nx} pixels")
+    workers = workers or os.cpu_count() or 1
+    out = data if (overwrite and data.dtype == np.float32 and data.flags.writeable) else \
+        data.astype(np.float32, copy=True)
+    mask = None if reference_mask is None else np.asarray(reference_mask, dtype=bool)
+    if mask is not None and mask.shape != (ny, nx):
+        raise ValueError(f"reference mask has shape {mask.shape}, expected {(ny, nx)}")
+
+    amp = np.nan_to_num(np.asarray(amp33, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    amp = amp - amp.mean(axis=0, dtype=np.float64).astype(np.float32)
+    series = np.zeros((3, n_res, ny, ROW_PERIOD), dtype=np.float32)      # left, right, amp33
+    series[2, :, :, :CHANNEL_WIDTH] = amp
+    _fill_pads_linearly(series[2])
+    scale = np.float32(ROW_PERIOD / N_REFERENCE_COLUMNS)
+    for side, (cols, k) in enumerate(_column_positions(nx)):
+        values = out[:, :, cols].astype(np.float64)
+        usable = np.isfinite(values).all(axis=0)
+        if mask is not None:
+            usable &= mask[:, cols]
+        values = np.where(usable, values - np.where(usable, values, 0.0).mean(axis=0), 0.0)
+        if column_signal is not None:
+            values = values - np.asarray(column_signal, dtype=np.float64)[:, :, side * N_REFERENCE_COLUMNS:
+                                                                           (side + 1) * N_REFERENCE_COLUMNS]
+        series[side][:, :, k] = (values * scale).astype(np.float32)
+    spectra = scipy.fft.rfft(series.reshape(3, n_res, n_samples), axis=-1, workers=workers)
+
+    rows = {}
+    for c in range(n_channels):
+        key = tuple(min(c, len(coeff) - 1) for coeff in coeffs)
+        rows.setdefault(key, []).append(c)
+    for key, channels in rows.items():
+        g, z, a = (coeff[i] for coeff, i in zip(coeffs, key))
+        combined = g * spectra[0] + z * spectra[1] + a * spectra[2]
+        correction = scipy.fft.irfft(combined, n=n_samples, axis=-1, workers=workers).astype(np.float32)
+        correction = correction.reshape(n_res, ny, ROW_PERIOD)[:, :, :CHANNEL_WIDTH]
+        for c in channels:
+            base = c * CHANNEL_WIDTH
+            out[:, :, base:base + CHANNEL_WIDTH] -= correction if c % 2 == 0 else correction[:, :, ::-1]
+    if not return_residual_variance:
+        return out
+    return out, _residual_from_coefficients(spectra[2], *(coeff[0] for coeff in coeffs), n_samples)
+
+
+def _residual_from_coefficients(amp33_spectra, gamma, zeta, alpha, n_samples) -> np.ndarray:
+    """Common noise left per resultant (DN² per sample) predicted from the coefficients and amp33's power.
+
+    Coefficients of the Wiener form of :func:`irrc_coefficients` give at each
+    frequency the gain ``g = γ + ζ + α`` and ``α = g·N/N_A`` (``N`` the combined
+    noise, ``N_A`` amp33's); with amp33's power ``P = S + N_A`` this leaves
+    ``g·N = α(1 − g)·P/(1 − g + α)``, summed over frequencies.
+    """
+    g = np.clip((gamma + zeta + alpha).real, 0.0, 1.0)
+    a = np.clip(alpha.real, 0.0, None)
+    factor = np.where(a > 0, a * (1.0 - g) / np.maximum(1.0 - g + a, 1e-300), 0.0)
+    multiplicity = np.full(factor.size, 2.0)
+    multiplicity[0] = 1.0
+    if n_samples % 2 == 0:
+        multiplicity[-1] = 1.0
+    power = amp33_spectra.real**2 + amp33_spectra.imag**2
+    return (power * (multiplicity * factor)).sum(axis=-1) / float(n_samples) ** 2

@@ -2,9 +2,11 @@
 
 1. Each input is drizzled alone onto the output grid (sky-subtracted); pixels
    whose single-image weight is below ``maskpt`` times that image's median
-   weight are ignored. The single images live in a disk-backed stack, so memory
-   does not grow with the number of inputs.
-2. The per-pixel median of the stack is blotted back to every input.
+   weight are ignored. Each single image is written to its own file (the box it
+   covers), and the per-pixel median is formed block of output rows by block of
+   rows read back from those files, so memory does not grow with the number of
+   inputs (:func:`median_of_singles`).
+2. The per-pixel median is blotted back to every input.
 3. A pixel is an outlier when ``|in - blot| > scale2·deriv + snr2·err`` and it
    or one of its 8 neighbours has ``|in - blot| > scale1·deriv + snr1·err``
    (``snr = (5.0, 4.0)``, ``scale = (1.2, 0.7)``), where ``deriv`` is the largest
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -110,7 +113,8 @@ def _input_name(image, k):
 
 def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.7), maskpt: float = 0.7,
                     kernel: str = "square", pixfrac: float = 1.0, weight_type: str = "ivm",
-                    sky_match: bool = True, workdir=None, pixmap_step: int = 32) -> OutlierResult:
+                    sky_match: bool = True, workdir=None, pixmap_step: int = 32,
+                    median_block_bytes: int = 2**26) -> OutlierResult:
     """Find outliers by comparing every input with the median of all of them.
 
     Parameters
@@ -124,7 +128,10 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
     maskpt : float
         Single-image pixels with weight below ``maskpt`` x median weight are ignored.
     workdir : path, optional
-        Where the disk-backed stack of single images is kept (a temporary folder by default).
+        Where the single images are kept on disk (a temporary folder by default).
+    median_block_bytes : int
+        Input values held at once while forming the median (bytes); memory does not grow
+        with the number of inputs beyond this.
     """
     from drizzle.resample import blot_image
 
@@ -136,9 +143,8 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
     ny, nx = out_wcs.array_shape
     tmpdir = Path(tempfile.mkdtemp(prefix="romanflow_outliers_", dir=workdir))
     try:
-        stack = np.lib.format.open_memmap(tmpdir / "singles.npy", mode="w+", dtype=np.float32, shape=(n, ny, nx))
-        sky_levels, names = {}, []
-        # pass 1: each input alone on the grid
+        sky_levels, names, singles = {}, [], []
+        # pass 1: each input alone on the grid, written to its own file (its covered box only)
         for k, item in enumerate(inputs):
             image = as_rate_image(item)
             name = _input_name(image, k)
@@ -149,26 +155,17 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
             acc = DrizzleAccumulator(out_wcs, kernel=kernel, pixfrac=pixfrac, weight_type=weight_type, units="rate",
                                      with_variance=False, with_context=False, pixmap_step=pixmap_step)
             acc.add(image, sky=sky)
+            del image, item
             single = acc.result(add_back_sky=False)
-            wht = single["weight"]
-            covered = wht > 0
-            cut = maskpt * np.median(wht[covered]) if covered.any() else np.inf
-            stack[k] = np.where(wht >= cut, single["data"], np.nan)
-            del image, item, acc, single, wht, covered
-        stack.flush()
-        # the median, row block by row block
-        median = np.empty((ny, nx), np.float32)
-        rows = max(1, int(2**24 // max(n * nx, 1)))
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-            for r0 in range(0, ny, rows):
-                median[r0:r0 + rows] = np.nanmedian(stack[:, r0:r0 + rows], axis=0)
-        del stack
+            del acc
+            singles.append(_write_single(single["data"], single["weight"], maskpt, tmpdir / f"single{k}.f32"))
+            del single
+            gc.collect()  # the image's WCS objects hold reference cycles: free its arrays before the next one
+        median = median_of_singles(singles, (ny, nx), block_bytes=median_block_bytes)
         has_median = np.isfinite(median)
         median_filled = np.where(has_median, median, 0).astype(np.float32)
         coverage = has_median.astype(np.float32)
+        del median, has_median
 
         # pass 2: blot back and compare
         flags, rows_out = {}, {key: [] for key in OUTLIER_COLUMNS}
@@ -201,10 +198,78 @@ def detect_outliers(inputs: Sequence, out_wcs, *, snr=(5.0, 4.0), scale=(1.2, 0.
                 rows_out["threshold"].append(threshold[yy, xx])
                 rows_out["reason"].extend(np.where(primary[yy, xx], "primary", "neighbour").tolist())
             del image, item, pm, blot, blot_cov, data, err, valid, flagged, primary, threshold
+            gc.collect()
         table = _outlier_table(rows_out)
         return OutlierResult(flags=flags, table=table, sky_levels=sky_levels)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------- the median, streamed from disk
+@dataclass
+class SingleImage:
+    """One input drizzled alone, kept on disk: the rows ``y0:y1`` and columns ``x0:x1`` it covers."""
+
+    path: Path
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def _write_single(data, weight, maskpt, path) -> SingleImage | None:
+    """Store the covered box of a single-input image (NaN below ``maskpt`` x its median weight) as raw float32."""
+    covered = weight > 0
+    if not covered.any():
+        return None
+    rows = np.flatnonzero(covered.any(axis=1))
+    cols = np.flatnonzero(covered.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    cut = maskpt * np.median(weight[covered])
+    box = (slice(y0, y1), slice(x0, x1))
+    values = np.where(weight[box] >= cut, data[box], np.float32(np.nan)).astype(np.float32)
+    values.tofile(path)
+    return SingleImage(Path(path), y0, y1, x0, x1)
+
+
+def nanmedian_axis0(stack: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN (NaN where every value is NaN); equal to ``np.nanmedian(stack, axis=0)``."""
+    ordered = np.sort(stack, axis=0)  # NaN sort last
+    count = np.isfinite(ordered).sum(axis=0)
+    lo = np.clip((count - 1) // 2, 0, None)[None]
+    hi = (count // 2)[None].clip(max=stack.shape[0] - 1)
+    low = np.take_along_axis(ordered, lo, axis=0)[0]
+    high = np.take_along_axis(ordered, hi, axis=0)[0]
+    out = ((low.astype(np.float64) + high) / 2).astype(stack.dtype)
+    out[count == 0] = np.nan
+    return out
+
+
+def median_of_singles(singles, shape, block_bytes: int = 2**26) -> np.ndarray:
+    """Per-pixel median (NaN-ignoring) of single-input images stored by :func:`_write_single`.
+
+    Read in blocks of output rows, each block holding at most ~``block_bytes`` of input values,
+    so memory does not grow with the number of inputs.
+    """
+    ny, nx = shape
+    median = np.full((ny, nx), np.nan, np.float32)
+    singles = [s for s in singles if s is not None]
+    if not singles:
+        return median
+    rows = max(1, int(block_bytes // (4 * len(singles) * nx)))
+    for r0 in range(0, ny, rows):
+        r1 = min(r0 + rows, ny)
+        members = [s for s in singles if s.y0 < r1 and s.y1 > r0]
+        if not members:
+            continue
+        block = np.full((len(members), r1 - r0, nx), np.nan, np.float32)
+        for j, s in enumerate(members):
+            a, b = max(r0, s.y0), min(r1, s.y1)
+            width = s.x1 - s.x0
+            values = np.fromfile(s.path, dtype=np.float32, count=(b - a) * width, offset=(a - s.y0) * width * 4)
+            block[j, a - r0:b - r0, s.x0:s.x1] = values.reshape(b - a, width)
+        median[r0:r1] = nanmedian_axis0(block)
+    return median
 
 
 def _outlier_table(rows):

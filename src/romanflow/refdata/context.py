@@ -45,7 +45,9 @@ PARKEYS = {
     "readnoise": ("instrument.detector", "exposure.type"),
     "flat": ("instrument.detector", "instrument.optical_element"),
     "distortion": ("instrument.detector", "instrument.optical_element"),
+    "epsf": ("instrument.detector", "instrument.optical_element"),
     "matable": (),
+    "darkdecaysignal": (),
 }
 
 #: Metadata giving the observation date compared with USEAFTER.

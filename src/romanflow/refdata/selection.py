@@ -84,12 +84,21 @@ select = select_reference
 
 def best_references(meta: dict, context=None, overrides: dict | None = None, *, reftypes=None,
                     science_size: int | None = None, build: bool = True) -> dict:
-    """Best reference of every type the context knows (or of ``reftypes``): reftype -> Path or None."""
+    """Best reference of every calibration type the context knows (or of ``reftypes``): reftype -> Path or None.
+
+    Analysis references (``epsf`` PSF libraries) are included only through ``reftypes`` or ``overrides``.
+    """
     ctx = as_context(context, science_size)
     unknown = set(overrides or {}) - set(PARKEYS)
     if unknown:
         raise RomanflowError(f"unknown reference type(s) in overrides: {', '.join(sorted(unknown))}")
-    wanted = reftypes if reftypes is not None else tuple(dict.fromkeys(ctx.reftypes + tuple(overrides or ())))
+    if reftypes is None:  # the calibration's types; analysis references (PSF libraries) only when asked for
+        from romanflow.refdata.synthesize import PLUGIN_TYPES
+
+        known = tuple(t for t in ctx.reftypes if t not in PLUGIN_TYPES)
+        wanted = tuple(dict.fromkeys(known + tuple(overrides or ())))
+    else:
+        wanted = reftypes
     return {
         reftype: select_reference(reftype, meta, ctx, overrides, build=build)
         for reftype in wanted

@@ -127,14 +127,19 @@ class ReferenceStore:
                 for element in IMAGING_FILTERS:
                     match = {"instrument.detector": detector, "instrument.optical_element": element}
                     self._add(rules[reftype], reftype, match, detector, element)
-        for reftype in ("flat", "distortion"):
+        for element in IMAGING_FILTERS:  # PSF libraries, synthesized by romanflow.psf (registered there)
+            for detector in DETECTORS:
+                match = {"instrument.detector": detector, "instrument.optical_element": element}
+                self._add(rules["epsf"], "epsf", match, detector, element)
+        for reftype in ("flat", "distortion", "epsf"):
             # Spectroscopic and dark exposures have no imaging flat or distortion.
             match = {"instrument.detector": NOT_APPLICABLE, "instrument.optical_element": ["GRISM", "PRISM", "DARK"]}
             rules[reftype].append(Rule(match, {SYNTH_USEAFTER: NOT_APPLICABLE}))
-        # The IRRC coefficients (32 × 286,721 complex128, ~440 MB) are not used by
-        # romanflow's reference-pixel correction and are not synthesized.
-        rules["refpix"].append(Rule({"instrument.detector": NOT_APPLICABLE}, {SYNTH_USEAFTER: NOT_APPLICABLE}))
+        # REFPIX coefficients: one row for all channels (the model's common noise is the same in all).
+        for detector in DETECTORS:
+            self._add(rules["refpix"], "refpix", {"instrument.detector": detector}, detector)
         self._add(rules["matable"], "matable", {})
+        self._add(rules["darkdecaysignal"], "darkdecaysignal", {})
         assert set(SYNTH_TYPES) <= set(rules)
         header = {
             "description": "romanflow embedded reference store: files synthesized from DetectorModel on first use",
@@ -192,7 +197,7 @@ class ReferenceStore:
         return path
 
     def build(self, detectors=None, filters=None, reftypes=None, progress: bool = False) -> dict:
-        """Produce the store's files (all, or a subset); returns figures of the run.
+        """Produce the store's files (all but the PSF libraries, or a subset); returns figures of the run.
 
         Returns
         -------
@@ -200,6 +205,10 @@ class ReferenceStore:
             ``files`` (count), ``built`` (newly written), ``bytes`` (size of those
             files on disk) and ``seconds`` (wall time).
         """
+        if reftypes is None:  # PSF libraries (~20 s each) only when asked for
+            from romanflow.refdata.synthesize import PLUGIN_TYPES
+
+            reftypes = [t for t in PARKEYS if t not in PLUGIN_TYPES]
         names = self.filenames(detectors, filters, reftypes)
         start = time.perf_counter()
         built = 0

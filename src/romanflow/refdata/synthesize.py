@@ -51,6 +51,7 @@ import numpy as np
 
 from romanflow import dq
 from romanflow.detector import (
+    DETECTORS,
     FRAME_TIME,
     GALSIM_BANDS,
     IMAGING_FILTERS,
@@ -76,11 +77,22 @@ PHOTOM_RELATIVE_UNCERTAINTY = 0.01
 SYNTH_TYPES = {
     "mask": False, "saturation": False, "linearity": False, "inverselinearity": False, "dark": False,
     "gain": False, "readnoise": False, "flat": True, "distortion": True, "photom": False, "matable": False,
+    "darkdecaysignal": False, "refpix": False,
 }
 
 #: Flux density of AB magnitude zero (Jy).
 AB_ZERO_POINT_JY = 3631.0
 _ARCSEC_RAD = np.pi / (180.0 * 3600.0)
+
+#: Types synthesized by a higher-level package that registers its writer (type -> package).
+PLUGIN_TYPES = {"epsf": "romanflow.psf"}
+#: Registered writers: type -> writer(path, detector, optical_element) -> Path.
+PLUGIN_SYNTHESIZERS: dict = {}
+
+
+def register_synthesizer(reftype: str, writer) -> None:
+    """Register the writer of a :data:`PLUGIN_TYPES` reference (called by the package that makes it)."""
+    PLUGIN_SYNTHESIZERS[reftype.lower()] = writer
 
 
 @lru_cache(maxsize=1)
@@ -242,6 +254,13 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
         Parameter-set seed.
     """
     reftype = reftype.lower()
+    if reftype in PLUGIN_SYNTHESIZERS or reftype in PLUGIN_TYPES:
+        writer = PLUGIN_SYNTHESIZERS.get(reftype)
+        if writer is None:
+            raise RomanflowError(f"{reftype} references are synthesized by {PLUGIN_TYPES[reftype]}: import it first")
+        if optical_element not in IMAGING_FILTERS:
+            raise RomanflowError(f"{reftype} references need an imaging filter, got {optical_element!r}")
+        return writer(Path(path), detector, optical_element)
     if reftype not in SYNTH_TYPES:
         raise RomanflowError(f"the embedded store cannot synthesize {reftype} references")
     if SYNTH_TYPES[reftype] and optical_element not in IMAGING_FILTERS:
@@ -251,6 +270,14 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
                               description="imaging multi-accumulation tables (romanflow)")
         return write_reference(path, reftype, meta, guide_window_tables={},
                                science_tables={f"SCI{n:04d}": science_table(n) for n in sorted(MA_TABLES)})
+    if reftype == "darkdecaysignal":  # one file for all detectors
+        meta = reference_meta(reftype, "NOT_CONFIGURED", useafter=SYNTH_USEAFTER, pedigree="SIMULATION",
+                              description="dark decay after reset, A exp(-t/tau) (romanflow)")
+        table = {}
+        for name in DETECTORS:
+            amplitude, time_constant = DetectorModel(name, science_size, seed).dark_decay
+            table[name] = {"amplitude": amplitude, "time_constant": time_constant}
+        return write_reference(path, reftype, meta, decay_table=table)
     model = detector_model(detector, science_size, seed)
     shape = model.shape
     zeros_dq = np.zeros(shape, dtype=np.uint32)
@@ -274,6 +301,11 @@ def synthesize_reference(path, reftype: str, detector: str, science_size: int,
                                dq=zeros_dq)
     if reftype == "gain":
         return write_reference(path, reftype, _meta(reftype, model, "gain (e-/DN)"), data=model.gain)
+    if reftype == "refpix":  # the same coefficients for every channel: one row applies to all
+        gamma, zeta, alpha = model.refpix_coefficients()
+        return write_reference(path, reftype, _meta(reftype, model, "reference-pixel correction coefficients, "
+                                                    "one row for all channels"),
+                               gamma=gamma[None], zeta=zeta[None], alpha=alpha[None])
     if reftype == "readnoise":
         return write_reference(path, reftype, _meta(reftype, model, "read noise (DN per read)"),
                                data=model.read_noise)

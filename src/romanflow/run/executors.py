@@ -51,6 +51,18 @@ class RunReport:
     registration_failures: dict = field(default_factory=dict)  #: register task key -> reason
     wall_s: float = 0.0
     detectors: int = 0  #: detector exposures calibrated in this run
+    forced: list = field(default_factory=list)  #: keys run again although the ledger had them (reprocessing)
+    on_done: object = None  #: called with each finished task's summary (e.g. registering its products)
+    hook_failures: dict = field(default_factory=dict)  #: key -> error of ``on_done`` for that task
+
+    def add_done(self, summary: dict) -> None:
+        """Record a finished task and hand it to ``on_done`` (whose errors are kept, not raised)."""
+        self.done.append(summary)
+        if self.on_done is not None and not summary.get("skipped"):
+            try:
+                self.on_done(summary)
+            except TASK_FAILURES as exc:
+                self.hook_failures[summary["key"]] = f"{type(exc).__name__}: {exc}"
 
     def seconds_by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -84,12 +96,12 @@ class InProcessExecutor:
                     bar.update(1)
                     continue
                 try:
-                    summary = execute(task, root, self.numba_threads)
+                    summary = execute(task, root, self.numba_threads, force=task.key in report.forced)
                 except TASK_FAILURES as exc:
                     broken.add(task.key)
                     report.failed[task.key] = f"{type(exc).__name__}: {exc}"
                 else:
-                    report.done.append(summary)
+                    report.add_done(summary)
                 bar.set_postfix_str(task.key[:40])
                 bar.update(1)
 
@@ -144,7 +156,7 @@ class DaskExecutor:
         for task in todo:
             deps = [futures[d] for d in task.deps if d in futures]
             fut = self.client.submit(execute, task, root, self.numba_threads, *deps, key=f"{task.key}-{tag}",
-                                     pure=False)
+                                     pure=False, force=task.key in report.forced)
             futures[task.key] = fut
             keys[fut.key] = task.key
         with _bar(len(todo), progress, "romanflow run") as bar:
@@ -155,7 +167,7 @@ class DaskExecutor:
                 except (*TASK_FAILURES, KilledWorker, CancelledError) as exc:  # a worker lost is a failed task
                     report.failed[key] = f"{type(exc).__name__}: {exc}"
                 else:
-                    report.done.append(summary)
+                    report.add_done(summary)
                 bar.set_postfix_str(key[:40])
                 bar.update(1)
 
@@ -185,16 +197,21 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None, m
 
 
 def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True,
-              raise_on_failure: bool = True) -> RunReport:
-    """Run every task of ``graph`` not yet recorded as done.
+              raise_on_failure: bool = True, on_done=None, redo=()) -> RunReport:
+    """Run every task of ``graph`` not yet recorded as done, and the tasks in ``redo`` again.
 
+    ``on_done(summary)`` is called in this process after each task that ran (its ``products`` are
+    the files written); its errors are collected in the report's ``hook_failures``.
     Raises a RomanflowError naming the first failed task if any failed (unless not
     ``raise_on_failure``: the report's ``failed`` then says it), and one naming the
     folder if another run holds it (:func:`~romanflow.run.ledger.output_lock`).
     """
     executor = executor or InProcessExecutor()
+    unknown = sorted(set(redo) - set(graph.tasks))
+    if unknown:
+        raise RomanflowError(f"cannot redo unknown task(s) {', '.join(unknown[:5])}")
     with output_lock(graph.root):
-        report = _run_locked(graph, executor, progress)
+        report = _run_locked(graph, executor, progress, on_done=on_done, redo=set(redo))
     if report.failed and raise_on_failure:
         first = next(iter(report.failed.items()))
         raise RomanflowError(f"{len(report.failed)} of {report.n_tasks - len(report.skipped)} task(s) failed; "
@@ -202,13 +219,14 @@ def run_graph(graph: TaskGraph, executor=None, *, progress: bool = True,
     return report
 
 
-def _run_locked(graph: TaskGraph, executor, progress: bool) -> RunReport:
+def _run_locked(graph: TaskGraph, executor, progress: bool, *, on_done=None, redo=frozenset()) -> RunReport:
     remove_partials(graph.root)
     ledger = Ledger(graph.root)
-    report = RunReport(executor=executor.name, n_tasks=len(graph))
+    report = RunReport(executor=executor.name, n_tasks=len(graph), on_done=on_done)
+    report.forced = sorted(k for k in redo if ledger.done(k) is not None)
     todo, infos = [], {}
     for task in graph:
-        entry = ledger.done(task.key)
+        entry = None if task.key in redo else ledger.done(task.key)
         if entry is not None:
             report.skipped.append(task.key)
             infos[task.key] = entry.get("info") or {}
@@ -230,13 +248,16 @@ def _run_locked(graph: TaskGraph, executor, progress: bool) -> RunReport:
 
 
 def run_plan(plan, output_dir, *, workers: int | None = None, scheduler: str | None = None, memory_limit=None,
-             progress: bool = True, quiet: bool = False) -> RunReport:
-    """Check the plan, build its graph, connect the executor, then run; nothing is written before all that works."""
+             progress: bool = True, quiet: bool = False, on_done=None, context=None, redo=()) -> RunReport:
+    """Check the plan, build its graph, connect the executor, then run; nothing is written before all that works.
+
+    ``on_done``, ``redo``: see :func:`run_graph`; ``context``: reference context file for calibration.
+    """
     from romanflow.run.graph import build_graph
 
-    graph = build_graph(plan, output_dir)
+    graph = build_graph(plan, output_dir, context=context)
     executor = make_executor(workers=workers, scheduler=scheduler, memory_limit=memory_limit, quiet=quiet)
     try:
-        return run_graph(graph, executor, progress=progress)
+        return run_graph(graph, executor, progress=progress, on_done=on_done, redo=redo)
     finally:
         executor.close()

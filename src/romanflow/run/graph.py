@@ -223,8 +223,11 @@ def _input_detectors(plan: SurveyPlan, root: Path, graph: TaskGraph) -> list:
 
 
 # ------------------------------------------------------------------------------------------ graph
-def build_graph(plan: SurveyPlan, output_dir) -> TaskGraph:
-    """Check the plan and lay out every task; nothing is computed or written."""
+def build_graph(plan: SurveyPlan, output_dir, *, context=None) -> TaskGraph:
+    """Check the plan and lay out every task; nothing is computed or written.
+
+    ``context`` (a reference context file) is the one calibration uses; the embedded store's when None.
+    """
     check_plan(plan)
     root = Path(output_dir).resolve()
     graph = TaskGraph(root)
@@ -302,5 +305,56 @@ def build_graph(plan: SurveyPlan, output_dir) -> TaskGraph:
                                             skycells=[c for c, _, _ in catalogs], out_dir=str(hats_dir),
                                             name=plan.name),
                        deps=tuple(k for _, k, _ in catalogs), products=(str(hats_dir),)))
+    # source injection per sky cell (catalog.injection_n > 0), then one depth map of the survey
+    n_inject = int(cat.get("injection_n", 0))
+    injections = []
+    for cell, key, path in catalogs if n_inject > 0 else []:
+        mosaics = [p for _, _, p in sorted(mosaics_of[cell])]
+        folder = root / "inject" / cell
+        outputs = (str(folder / f"{cell}_injection_output.parquet"),)
+        task = graph.add(Task(f"inject-{cell}", "inject",
+                              dict(mosaic_paths=mosaics, catalog_path=path, out_dir=str(folder), cell=cell,
+                                   n=n_inject, mag_range=(float(cat.get("injection_mag_min", 20.0)),
+                                                          float(cat.get("injection_mag_max", 28.0))),
+                                   star_fraction=float(cat.get("injection_star_fraction", 0.5)),
+                                   seed=int(cat.get("injection_seed", 0)),
+                                   snr_threshold=float(cat.get("snr_threshold", 5.0)),
+                                   n_pixels=int(cat.get("n_pixels", 5)), deblend=bool(cat.get("deblend", True))),
+                              deps=(key,), products=outputs))
+        injections.append((task.key, outputs[0]))
+    if injections:
+        graph.add(Task("depth-map", "depth_map",
+                       dict(output_paths=[p for _, p in injections], out_dir=str(root / "inject"), name=plan.name),
+                       deps=tuple(k for k, _ in injections),
+                       products=(str(root / "inject" / f"{plan.name}_depth_map.png"),)))
     graph.check_products()
+    if context is not None:
+        for task in graph:
+            if task.kind == "calibrate":
+                task.params["context"] = str(Path(context).resolve())
     return graph
+
+
+def product_stem(path) -> str:
+    """A product's file name without its extension (``l2/x_cal.asdf`` -> ``x_cal``)."""
+    name = Path(path).name
+    for ext in (".asdf", ".parquet", ".json"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def tasks_producing(graph: TaskGraph, stems, kinds=None) -> set:
+    """Keys of the tasks (of ``kinds``, any if None) writing a product whose stem is in ``stems``."""
+    stems = set(stems)
+    return {t.key for t in graph if (kinds is None or t.kind in kinds)
+            and any(product_stem(p) in stems for p in t.products)}
+
+
+def downstream_tasks(graph: TaskGraph, keys) -> set:
+    """``keys`` and every task that needs one of them, directly or not."""
+    out = set(keys)
+    for task in graph:  # tasks come after the tasks they need
+        if any(d in out for d in task.deps):
+            out.add(task.key)
+    return out

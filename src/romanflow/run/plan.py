@@ -141,7 +141,9 @@ SECTION_KEYS = {
               "faint_limit": "finite", "refcat_g_limit": "finite"},
     "registration": {"minobj": "count", "snr_threshold": "positive", "searchrad": "positive", "fitgeometry": "str"},
     "mosaic": {"cutout": "bool", "margin_pixels": "natural", "outliers": "bool"},
-    "catalog": {"snr_threshold": "positive", "n_pixels": "count", "deblend": "bool", "psf_photometry": "bool"},
+    "catalog": {"snr_threshold": "positive", "n_pixels": "count", "deblend": "bool", "psf_photometry": "bool",
+                "injection_n": "natural", "injection_mag_min": "finite", "injection_mag_max": "finite",
+                "injection_star_fraction": "fraction", "injection_seed": "int"},
 }
 _KIND_TEXT = {"positive": "a finite number > 0", "fraction": "a number from 0 to 1", "int": "an integer",
               "finite": "a finite number", "count": "an integer >= 1", "natural": "an integer >= 0",

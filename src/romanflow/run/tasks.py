@@ -110,11 +110,12 @@ def simulate_one(scene_path, exposure: dict, detector: str, science_size: int, l
 
 
 # ------------------------------------------------------------------------------------------ L2
-def calibrate_one(l1_path, l2_dir):
-    """L1 -> L2 with the default reference files (:func:`romanflow.calibrate.calibrate_file`)."""
+def calibrate_one(l1_path, l2_dir, context=None):
+    """L1 -> L2 with the reference files the context selects (:func:`romanflow.calibrate.calibrate_file`);
+    ``context`` is a context file, the embedded default store when None."""
     from romanflow.calibrate import CalibrationOptions, calibrate_file
 
-    path, timings = calibrate_file(l1_path, l2_dir, CalibrationOptions())
+    path, timings = calibrate_file(l1_path, l2_dir, CalibrationOptions(context=context))
     return {"products": [path], "info": {"timings_s": {k: round(v, 3) for k, v in timings.items()}}}
 
 
@@ -215,6 +216,20 @@ def hats_catalog(catalog_paths, skycells, out_dir, *, name="survey"):
     return {"products": [out_dir], "info": {"n_sources": record["rows_kept"], "merge": record}}
 
 
+def inject_cell(mosaic_paths, catalog_path, out_dir, **options):
+    """Source injection into one sky cell's mosaics (:func:`romanflow.inject.pipeline.inject_cell`)."""
+    from romanflow.inject.pipeline import inject_cell as run
+
+    return run(mosaic_paths, catalog_path, out_dir, **options)
+
+
+def depth_map(output_paths, out_dir, *, name="survey"):
+    """HEALPix depth map of the survey (:func:`romanflow.inject.pipeline.survey_depth_map`)."""
+    from romanflow.inject.pipeline import survey_depth_map
+
+    return survey_depth_map(output_paths, out_dir, name=name)
+
+
 #: Task kinds and the functions that do them.
 TASK_FUNCTIONS = {
     "scene": make_scene,
@@ -225,6 +240,8 @@ TASK_FUNCTIONS = {
     "mosaic": mosaic_cell,
     "catalog": catalog_cell,
     "hats": hats_catalog,
+    "inject": inject_cell,
+    "depth_map": depth_map,
 }
 
 
@@ -236,8 +253,8 @@ def _cap_threads(n: int | None) -> None:
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
-def execute(task, root, numba_threads=None, *dependencies) -> dict:
-    """Run one task unless the ledger says it is done; returns a small summary.
+def execute(task, root, numba_threads=None, *dependencies, force: bool = False) -> dict:
+    """Run one task unless the ledger says it is done (or ``force``); returns a small summary.
 
     ``dependencies`` are the summaries of the tasks this one needs (only their
     presence matters: they order the work on a Dask cluster).
@@ -245,7 +262,7 @@ def execute(task, root, numba_threads=None, *dependencies) -> dict:
     from romanflow.run.ledger import Ledger
 
     ledger = Ledger(root)
-    entry = ledger.done(task.key)
+    entry = None if force else ledger.done(task.key)
     if entry is not None:
         return {"key": task.key, "kind": task.kind, "skipped": True, "seconds": entry["seconds"],
                 "info": entry.get("info", {})}
@@ -255,7 +272,7 @@ def execute(task, root, numba_threads=None, *dependencies) -> dict:
     seconds = time.perf_counter() - start
     ledger.record(task.key, result["products"], seconds=seconds, info=result.get("info"))
     return {"key": task.key, "kind": task.kind, "skipped": False, "seconds": seconds,
-            "info": result.get("info", {})}
+            "info": result.get("info", {}), "products": [str(p) for p in result["products"]]}
 
 
 def detector_disc(detector, pointing, science_size: int, margin_arcsec: float):

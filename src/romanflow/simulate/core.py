@@ -45,6 +45,7 @@ import pandas as pd
 
 from romanflow import geometry
 from romanflow.detector import (
+    AMP33_WIDTH,
     FRAME_TIME,
     GALSIM_BANDS,
     N_BORDER,
@@ -58,6 +59,7 @@ from romanflow.detector import (
     total_size,
 )
 from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel
+from romanflow.kernels.dark_decay import dark_decay_signal
 from romanflow.errors import ParameterError, RomanflowError
 from romanflow.exposure import RampExposure
 from romanflow.simulate.ramp import COSMIC_RAY_RATE, draw_cosmic_rays, sample_resultants
@@ -183,7 +185,7 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
                       science_size: int = N_PIX_SCIENCE, seed: int = 0, start_time=DEFAULT_START_TIME,
                       ids: ObservationIds = ObservationIds(), cosmic_ray_rate: float = COSMIC_RAY_RATE,
                       model_seed: int = DEFAULT_MODEL_SEED, sky: bool = True,
-                      timings: dict | None = None) -> DetectorSimulation:
+                      correlated_noise: bool = True, timings: dict | None = None) -> DetectorSimulation:
     """Simulate one detector's L1 exposure in memory.
 
     Parameters
@@ -214,6 +216,10 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
         Seed of the detector parameter set (the default store's).
     sky : bool
         Include the zodiacal and thermal background.
+    correlated_noise : bool
+        Add the detector's correlated read noise (1/f, alternating-column);
+        without it the read noise is white only and amp33 carries its white
+        noise alone.
     """
     import time as _time
 
@@ -266,13 +272,28 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     resultants = sample_resultants(rate_e, gain, model.bias, model.full_well, model.linearity_coeffs,
                                    model.read_noise, table.as_list(), FRAME_TIME, row_seeds, hits)
     del rate_e
+    decay_amplitude, decay_time = model.dark_decay  # the signal after reset, in every pixel
+    for k in range(pattern.n_resultants):
+        resultants[k] += dark_decay_signal(decay_amplitude, decay_time, pattern, resultants.shape[1:], k)
+    if model.first_read_transient is not None:  # WFI18: the first read's transient, its size drawn per exposure
+        from romanflow.kernels.wfi18_transient import first_read_share, transient_signal
+
+        a, tau_a, b, tau_b = model.first_read_transient
+        scale = float(np.random.default_rng(seeds.spawn(1)[0]).uniform(0.6, 1.4))
+        resultants[0] += np.float32(first_read_share(pattern)) * transient_signal(
+            (scale * a, tau_a, scale * b, tau_b), resultants.shape[1:])
     timings["ramp"] = timings.get("ramp", 0.0) + clock() - t1
 
     t2 = clock()
-    noise, amp33_noise = correlated_noise_resultants((n_total, n_total), pattern.n_reads, model.correlated_noise,
-                                                     np.random.default_rng(corr_seq))
-    resultants += noise
-    del noise
+    if correlated_noise:
+        noise, amp33_noise = correlated_noise_resultants((n_total, n_total), pattern.n_reads,
+                                                         model.correlated_noise, np.random.default_rng(corr_seq))
+        resultants += noise
+        del noise
+    else:
+        white_ref = np.float32(model.correlated_noise.white_ref) / np.sqrt(pattern.n_reads).astype(np.float32)
+        amp33_noise = np.random.default_rng(corr_seq).standard_normal(
+            (pattern.n_resultants, n_total, AMP33_WIDTH), dtype=np.float32) * white_ref[:, None, None]
     data = np.empty(resultants.shape, dtype=np.uint16)
     for k in range(resultants.shape[0]):  # in place, one resultant at a time (memory)
         np.rint(resultants[k], out=resultants[k])

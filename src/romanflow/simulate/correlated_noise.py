@@ -20,6 +20,8 @@ Noise model (all amplitudes are rms per read, DN):
   the main array (reference pixels included) is per-pixel and belongs to the
   detector's ``read_noise``; it is not part of this kernel.
 
+The spectra are those of :func:`romanflow.detector_model.correlated_noise_power`
+(also the source of the REFPIX reference's coefficients).
 The 1/f spectra are ``S(k) ∝ 1/k`` over the discrete Fourier bins of one read,
 with the mean (k = 0) given the power of the lowest frequency so that reads
 differ in level as well as in shape.
@@ -41,24 +43,7 @@ import numpy as np
 import scipy.fft
 
 from romanflow.detector import AMP33_WIDTH, CHANNEL_WIDTH, ROW_PERIOD
-
-
-def one_over_f_spectrum(n_samples: int) -> np.ndarray:
-    """Unit-variance 1/f power spectrum over the rfft bins of ``n_samples`` samples.
-
-    Returns ``S`` (float64, ``n_samples // 2 + 1`` bins) with ``S[k] ∝ 1/k`` for
-    k ≥ 1 and ``S[0] = S[1]``, normalised so that the time series
-    ``irfft(X, norm='forward')`` with ``E|X_k|² = S_k`` has variance 1, i.e.
-    ``S[0] + 2·Σ S[1:-1] + S[-1] = 1`` (``n_samples`` even).
-    """
-    if n_samples < 4 or n_samples % 2:
-        raise ValueError(f"time series length {n_samples} must be an even number >= 4")
-    n_freq = n_samples // 2 + 1
-    k = np.arange(n_freq, dtype=np.float64)
-    k[0] = 1.0
-    spectrum = 1.0 / k
-    total = spectrum[0] + 2.0 * spectrum[1:-1].sum() + spectrum[-1]
-    return spectrum / total
+from romanflow.detector_model import correlated_noise_power
 
 
 def _bin_amplitudes(spectrum: np.ndarray) -> np.ndarray:
@@ -110,9 +95,9 @@ def correlated_noise_resultants(shape, n_reads_per_resultant, params, rng: np.ra
     n_samples = ny * ROW_PERIOD
     n_freq = n_samples // 2 + 1
 
-    unit = one_over_f_spectrum(n_samples)
-    channel_amp = _bin_amplitudes(params.channel_1f**2 * unit)
-    common_amp = _bin_amplitudes(params.common_1f**2 * unit + params.acn**2 * unit[::-1])
+    power = correlated_noise_power(params, n_samples)
+    channel_amp = _bin_amplitudes(power["channel"])
+    common_amp = _bin_amplitudes(power["common"])
 
     n_res = n_reads.size
     noise = np.empty((n_res, ny, nx), dtype=np.float32)

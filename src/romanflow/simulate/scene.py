@@ -24,7 +24,11 @@ galaxy shape
 
 Scenes are generated (:func:`random_scene`) with number counts rising with
 magnitude (stars ~0.3 dex/mag, galaxies ~0.4 dex/mag), or read from a user
-catalog (:func:`read_scene`: Parquet, CSV or ECSV).
+catalog (:func:`read_scene`: Parquet, CSV or ECSV). A catalog in the I-Sim
+(romanisim) convention is read as well (:func:`from_isim_table`): ``type``
+``PSF``/``SER``, ``n``, ``half_light_radius`` (arcsec), ``pa`` (deg, east of north),
+``ba`` and one flux column per filter named by the filter (``F158``) in maggies
+(AB flux / 3631 Jy, so ``mag = -2.5 log10(flux)``).
 """
 
 from __future__ import annotations
@@ -176,9 +180,54 @@ def random_scene(ra: float, dec: float, radius_deg: float, *, n_sources: int | N
     return Scene(table)
 
 
+#: Magnitude given to a source of zero or negative flux in an I-Sim catalog (contributes nothing).
+FAINTEST_MAG = 60.0
+
+
+def is_isim_table(df: pd.DataFrame) -> bool:
+    """True for a table in the I-Sim convention: filter-named flux columns and no ``mag_*`` column."""
+    columns = [str(c) for c in df.columns]
+    return (not any(c.startswith("mag_") for c in columns)
+            and any(c.upper() in IMAGING_FILTERS for c in columns))
+
+
+def from_isim_table(df: pd.DataFrame, path=None) -> pd.DataFrame:
+    """Translate an I-Sim (romanisim) catalog into this module's columns.
+
+    ``PSF`` rows become stars, ``SER`` rows Sersic galaxies (``n`` -> ``sersic_n``,
+    ``ba`` -> ``axis_ratio``, ``pa`` -> ``position_angle``, ``half_light_radius`` kept);
+    each filter-named flux column (maggies) becomes ``mag_<FILTER>``; a flux <= 0 becomes
+    :data:`FAINTEST_MAG`. Positions are taken at the default epoch, without motion.
+    """
+    out = pd.DataFrame({"ra": df["ra"].astype(float), "dec": df["dec"].astype(float)})
+    kind = df["type"].astype(str).str.strip().str.upper() if "type" in df else pd.Series("PSF", index=df.index)
+    bad = sorted(set(kind) - {"PSF", "SER"})
+    if bad:
+        raise InputFileError(path, f"unknown source type(s) {bad} in an I-Sim catalog: expected PSF or SER")
+    out["type"] = np.where(kind == "SER", "sersic", "star")
+    galaxy = (kind == "SER").to_numpy()
+    for isim, ours, default in (("half_light_radius", "half_light_radius", 0.0), ("n", "sersic_n", 1.0),
+                                ("ba", "axis_ratio", 1.0), ("pa", "position_angle", 0.0)):
+        values = df[isim].astype(float).to_numpy() if isim in df else np.full(len(df), default)
+        out[ours] = np.where(galaxy, values, default)
+    for column in df.columns:
+        name = str(column).upper()
+        if name in IMAGING_FILTERS:
+            flux = df[column].astype(float).to_numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mag = np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1.0)), FAINTEST_MAG)
+            out["mag_" + name] = mag
+    return out
+
+
 def _normalise_table(df: pd.DataFrame, path) -> pd.DataFrame:
     df = df.copy()
     df.columns = [str(c) for c in df.columns]
+    if is_isim_table(df):
+        for column in ("ra", "dec"):
+            if column not in df:
+                raise InputFileError(path, f"catalog has no '{column}' column")
+        df = from_isim_table(df, path)
     for column in ("ra", "dec"):
         if column not in df:
             raise InputFileError(path, f"catalog has no '{column}' column")
@@ -228,6 +277,8 @@ def read_scene(path) -> Scene:
     Required columns: ``ra``, ``dec`` (deg) and at least one ``mag_<FILTER>``.
     Optional: ``type`` (star/galaxy/sersic/bulge_disk; star by default), shape
     parameters, ``pmra``/``pmdec`` (mas/yr), ``parallax`` (mas), ``epoch``.
+    A catalog in the I-Sim convention (see the module notes) is translated by
+    :func:`from_isim_table`.
     """
     path = Path(path)
     if not path.exists():

@@ -26,9 +26,10 @@ class RampFit(NamedTuple):
     groupdq : uint8 (n_resultants, ny, nx)
         Input resultant flags with JUMP_DET added where jumps were found.
     pixeldq : uint32 (ny, nx)
-        JUMP_DET if any jump, SATURATED if every resultant is saturated,
-        DO_NOT_USE if at most one resultant is usable, every resultant is
-        saturated or unusable, the rate is not finite or its error is not > 0.
+        JUMP_DET if any jump, SATURATED if any resultant is saturated (the
+        pixel saturated during the exposure; its rate comes from the resultants
+        before), DO_NOT_USE if at most one resultant is usable, every resultant
+        is saturated or unusable, the rate is not finite or its error is not > 0.
     n_jumps : uint8 (ny, nx)
         Number of jumps found in each pixel.
     """
@@ -83,13 +84,13 @@ def allocate_outputs(shape2d, n):
 
 
 @numba.njit(cache=True, inline="always")
-def store_pixel(y, x, slope, vread, vpois, n_usable, all_saturated, n_jumps, slope_out, vread_out, vpois_out,
+def store_pixel(y, x, slope, vread, vpois, n_usable, saturated, n_jumps, slope_out, vread_out, vpois_out,
                 pdq_out, njump_out):
-    """Write one pixel's rate, variances and flags (4 jump, 2 saturated throughout, 1 no fit: NaNs)."""
+    """Write one pixel's rate, variances and flags (4 jump, 2 saturated in some resultant, 1 no fit: NaNs)."""
     pdq = np.uint32(0)
     if n_jumps > 0:
         pdq |= np.uint32(4)
-    if all_saturated:
+    if saturated:
         pdq |= np.uint32(2)
     if n_usable <= 1 or not math.isfinite(slope) or not (vread + vpois > 0):
         pdq |= np.uint32(1)

@@ -5,8 +5,10 @@ noise + Poisson), so the generalised least-squares rate and its χ² come from
 O(n) tridiagonal algebra. The covariance is evaluated at a rate first guessed
 from the median difference and then at the fitted rate. Jumps: the single
 difference (or adjacent pair sharing a multi-read resultant) whose removal
-lowers χ² the most is dropped while the improvement exceeds 4.5² (pair: 23.8,
-the χ²₂ value at the same p-value), then the fit is repeated.
+lowers χ² the most is dropped while the improvement exceeds 4.75² (pair: 26.2,
+the χ²₂ value at the same p-value), then the fit is repeated. Only differences
+that rise above the fit count (cosmic rays add charge), which halves the false
+jumps of a two-sided test.
 
 Units: resultants in DN, read noise in DN per read, gain in e⁻/DN; rates in
 DN/s and variances in (DN/s)².
@@ -26,10 +28,11 @@ from romanflow.kernels.ramp.casertano import fit_ramps_casertano
 from romanflow.kernels.ramp.common import RampFit, allocate_outputs, prepare_inputs, store_pixel
 from romanflow.kernels.ramp.tables import difference_tables
 
-#: Likelihood jump thresholds: χ² improvement for dropping one difference, and
-#: for dropping an adjacent pair (χ²₂ quantile at the p-value of 4.5σ).
-LIKELY_THRESHOLD_ONE = 4.5**2
-LIKELY_THRESHOLD_TWO = 23.8
+#: Likelihood jump thresholds: χ² improvement for dropping one difference (4.75σ), and for
+#: dropping an adjacent pair (the χ²₂ quantile at the same p-value, 26.2). At 4.5σ (23.8 for
+#: pairs) about 1e-4 of clean read-noise-dominated pixels got a false jump.
+LIKELY_THRESHOLD_ONE = 4.75**2
+LIKELY_THRESHOLD_TWO = -2.0 * math.log(math.erfc(4.75 / math.sqrt(2.0)))
 
 
 @numba.njit(cache=True, inline="always")
@@ -164,16 +167,19 @@ def _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bp
                             lo = b_off[i - 1] * b_off[i - 1] * inv_fwd[i - 1] if i > 0 else 0.0
                             q_ii = 1.0 / (a_diag[i] - lo - hi)
                             p_ii = q_ii - yv[i] * yv[i] / s_tot
+                            # only positive jumps (charge added): the fitted extra signal of a
+                            # freed difference is z_i/p_ii, of a freed pair the sum of P₂⁻¹z₂
                             if p_ii > 0:
                                 dchi = zv[i] * zv[i] / p_ii
-                                if dchi > best1:
+                                if zv[i] > 0 and dchi > best1:
                                     best1 = dchi
                                     arg1 = i
                                 if i < m - 1 and use[i + 1] and pair_ok[i]:
                                     q_off = -b_off[i] * inv_fwd[i] * q_next
                                     p_off = q_off - yv[i] * yv[i + 1] / s_tot
                                     det = p_ii * p_next - p_off * p_off
-                                    if det > 0:
+                                    added = (p_next - p_off) * zv[i] + (p_ii - p_off) * zv[i + 1]
+                                    if det > 0 and added > 0:
                                         dchi2 = (p_next * zv[i] * zv[i] - 2 * p_off * zv[i] * zv[i + 1]
                                                  + p_ii * zv[i + 1] * zv[i + 1]) / det
                                         if dchi2 > best2:
@@ -216,7 +222,7 @@ def _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bp
                                 vp += 2 * w * w2 * bph[i]
                     vread = rn2 * vr
                     vpois = vp * ginv * max(slope, 0.0)
-            store_pixel(y, x, slope, vread, vpois, n_usable, n_sat == n, n_jumps, slope_out, vread_out, vpois_out,
+            store_pixel(y, x, slope, vread, vpois, n_usable, n_sat > 0, n_jumps, slope_out, vread_out, vpois_out,
                          pdq_out, njump_out)
 
 
@@ -234,10 +240,10 @@ def fit_ramps_likely(resultants, groupdq, read_noise, gain, read_pattern: ReadPa
     detect_jumps : bool
         Drop jump-contaminated differences and refit.
     threshold_one : float
-        χ² improvement needed to drop one difference (default 4.5²).
+        χ² improvement needed to drop one difference (default 4.75²).
     threshold_two : float
         χ² improvement needed to drop an adjacent pair of differences that
-        share a multi-read resultant (default 23.8).
+        share a multi-read resultant (default 26.2).
     threshold_intercept, threshold_constant : float
         Used only by the Casertano fallback for fewer than 4 resultants.
 
