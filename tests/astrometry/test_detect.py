@@ -112,7 +112,8 @@ def test_flags_saturated_edge_blended():
     flux = flux_for_snr(np.full(x.size, 300.0), "WFI09")
     data = render((SIZE, SIZE), x, y, flux, "WFI09")
     image = rate_image(data, rng, "WFI09", POINTING, SIZE)
-    image.dq[59:62, 59:62] |= dqbits.SATURATED
+    image.dq[59:62, 59:62] |= dqbits.SATURATED | dqbits.DO_NOT_USE  # saturated with no rate left
+    image.dq[39:42, 199:202] |= dqbits.SATURATED  # saturated part-way: the rate is kept, the star usable
     cat = source_catalog(image)
     flags = {}
     for k in range(len(x)):

@@ -444,8 +444,10 @@ def archive_cases() -> list[Case]:
     search = ["archive", "search", *db, "--ra", "270", "--dec", "66", "--radius", "0.1"]
     cases = file_cases("archive ingest", ["archive", "ingest", "{bad}", "--db", "sqlite:///new.db"],
                        right_kind="l2", bad_name="bad_cal.asdf", subprocess_for=("garbage",))
-    cases += number_cases("archive ingest", ingest, "--db", ["nosuch://x", "sqlite://", "postgresql://",
-                                                            "mysql://u@h/db"], subprocess_for=("nosuch://x",))
+    cases += number_cases("archive ingest", ingest, "--db", ["nosuch://x", "sqlite://", "mysql://u@h/db"],
+                          subprocess_for=("nosuch://x",))
+    cases.append(Case("archive ingest", "db-postgresql-without-root", (*ingest[:-1], "postgresql://"),
+                      ("postgresql://", "--root"), words=("db",)))
     cases.append(Case("archive ingest", "db-server-unreachable",
                       (*ingest[:-1], "postgresql://nobody@127.0.0.1:9/none"), ("--db", "127.0.0.1:9"),
                       subprocess=True, words=("db",)))
@@ -468,6 +470,8 @@ def archive_cases() -> list[Case]:
                       ("no_such_product",)))
     cases.append(Case("archive lineage", "injection-shaped-id",
                       ("archive", "lineage", *db, "x' OR '1'='1"), ("x' OR '1'='1",)))
+    cases += number_cases("archive sources", ["archive", "sources", *db, "--ra", "270", "--dec", "66",
+                                              "--radius", "0.1"], "--radius", NUMBERS_POSITIVE)
     cases += file_cases("archive stale", ["archive", "stale", *db, "--context", "{bad}"], right_kind=None,
                         bad_name="ctx.yaml")
     return cases
@@ -498,7 +502,7 @@ def psf_cases() -> list[Case]:
     cases += number_cases("psf", base, "--x", ["-5", "5000", "nan", "abc"])
     cases += number_cases("psf", base, "--y", ["-5", "4088", "inf"])
     cases += number_cases("psf", base, "--oversample", ["0", "-1", "abc", "0.5"])
-    cases += number_cases("psf", base, "--size", ["0", "-3", "abc"])
+    cases += number_cases("psf", base, "--stamp-size", ["0", "-3", "abc"])
     cases += number_cases("psf", base, "--spectrum", ["Z9V", "-100", "nan"])
     cases += number_cases("psf", base, "--jitter", ["-1", "nan", "abc"])
     cases += output_cases("psf", lambda where: _with_option(base, "-o", [where]), "-o", is_file=True)

@@ -43,7 +43,7 @@ def test_every_command_has_cases():
     commands = {c.command for c in CASES}
     assert commands == {"refs init", "refs best", "refs prune", "simulate", "calibrate", "tweakreg", "asn",
                         "mosaic", "catalog", "plan", "run", "demo", "archive ingest", "archive search",
-                        "archive lineage", "archive stale", "serve", "psf", "hips", "inject"}
+                        "archive lineage", "archive stale", "archive sources", "serve", "psf", "hips", "inject"}
     assert sum(c.subprocess for c in CASES) >= 10
 
 

@@ -29,7 +29,7 @@ def test_every_command_is_listed():
     names = {" ".join(words) for words, _ in LEAVES}
     assert names == {"refs init", "refs best", "refs prune", "simulate", "calibrate", "tweakreg", "asn", "mosaic",
                      "catalog", "plan", "run", "demo", "archive ingest", "archive search", "archive lineage",
-                     "archive stale", "serve", "psf", "hips", "inject"}
+                     "archive stale", "archive sources", "serve", "psf", "hips", "inject"}
 
 
 @pytest.mark.parametrize("words, parser", LEAVES, ids=[" ".join(w) for w, _ in LEAVES])

@@ -111,7 +111,7 @@ def _stand_in(out, info=None, broken=False):
 def fake_run(monkeypatch, plan_file):
     def use(register_info=None, broken=False):
         monkeypatch.setattr(graph_module, "build_graph",
-                            lambda plan, out: _fake_graph(out, register_info=register_info, broken=broken))
+                            lambda plan, out, **_: _fake_graph(out, register_info=register_info, broken=broken))
         for kind in ("scene", "register", "mosaic"):
             monkeypatch.setitem(tasks_module.TASK_FUNCTIONS, kind, _stand_in)
     return use

@@ -51,6 +51,10 @@ def _content(reftype):
                  "wavelength": np.linspace(1.3, 1.9, 7, dtype=np.float32),
                  "effective_area": np.linspace(2.0, 2.5, 7, dtype=np.float32)}
         return {"phot_table": {"F158": entry, "F087": {**entry, "photmjsr": 0.7}}}
+    if reftype == "darkdecaysignal":  # per detector: amplitude (DN/s) and time constant (s)
+        return {"decay_table": {f"WFI{i:02d}": {"amplitude": float(RNG.uniform(0.1, 2.0)),
+                                                "time_constant": float(RNG.uniform(10.0, 40.0))}
+                                for i in range(1, 19)}}
     if reftype == "epsf":  # (defocus, spectral type, grid position, y, x)
         return {"psf": RNG.normal(size=(1, 3, 4, 9, 9)).astype(np.float32)}
     if reftype == "matable":

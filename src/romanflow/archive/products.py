@@ -161,10 +161,47 @@ def read_product(path: Path) -> ProductRecord:
     raise InputFileError(path, "not a product the archive knows (expected *.asdf, *.parquet or *_asn.json)")
 
 
+_BLOCK_MAGIC = b"\xd3BLK"
+_BLOCK_INDEX = b"#ASDF BLOCK INDEX"
+
+
+def _check_blocks(path: Path, size: int) -> None:
+    """Refuse an ASDF file whose binary blocks end past its end (a truncated file), reading only its tail
+    (the block index) and the last block's header — never the arrays."""
+    import struct
+
+    import yaml
+
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        at = tail.rfind(_BLOCK_INDEX)
+        if at < 0:
+            f.seek(0)
+            head = f.read(min(size, 1 << 20))
+            if _BLOCK_MAGIC in head or _BLOCK_MAGIC in tail:
+                raise InputFileError(path, "truncated or corrupt ASDF file (its block index is missing)")
+            return
+        try:
+            offsets = yaml.safe_load(tail[at:].split(b"\n", 1)[1].decode("ascii", "replace"))
+            last = int(max(offsets))
+        except Exception:  # noqa: BLE001 - a damaged index is the file's problem
+            raise InputFileError(path, "corrupt ASDF block index") from None
+        f.seek(last)
+        header = f.read(6 + 48)
+    if len(header) < 54 or header[:4] != _BLOCK_MAGIC:
+        raise InputFileError(path, "truncated or corrupt ASDF file (no block at the offset its index gives)")
+    header_size = struct.unpack(">H", header[4:6])[0]
+    allocated = struct.unpack(">Q", header[14:22])[0]
+    if last + 6 + header_size + allocated > size:
+        raise InputFileError(path, "truncated ASDF file (its last data block ends past the end of the file)")
+
+
 def _read_asdf(path: Path, size: int) -> ProductRecord:
     import asdf
 
     obs_id = obs_id_of(path.name)
+    _check_blocks(path, size)
     try:
         with warnings.catch_warnings(), asdf.config_context() as config:
             warnings.simplefilter("ignore")

@@ -26,8 +26,9 @@ from romanflow.errors import RomanflowError
 from romanflow.kernels.psf_fit import fit_psf_sources
 
 #: The :mod:`romanflow.source_flags` bits of the ``flags`` column: EDGE (fit box not fully on the array, or
-#: a DO_NOT_USE pixel in it), BLENDED (another detection within BLEND_RADIUS pixels), SATURATED (a saturated
-#: pixel in the fit box), PSF_FIT_FAILED (no fit, a non-positive flux, or a position beyond XY_BOUND).
+#: a DO_NOT_USE pixel in it), BLENDED (another detection within BLEND_RADIUS pixels), SATURATED (a pixel in
+#: the fit box saturated with no rate left; pixels that saturated part-way keep a rate from their unsaturated
+#: resultants and do not count), PSF_FIT_FAILED (no fit, a non-positive flux, or a position beyond XY_BOUND).
 FLAG_NAMES = ("EDGE", "BLENDED", "SATURATED", "PSF_FIT_FAILED")
 
 FIT_SHAPE = 5  #: PSF-fit box (pixels per side)
@@ -188,7 +189,7 @@ def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr, ps
         sl = (slice(max(yi[k] - half, 0), max(yi[k] + half + 1, 0)),
               slice(max(xi[k] - half, 0), max(xi[k] + half + 1, 0)))
         box = dq[sl]
-        if np.any(box & dqbits.SATURATED):
+        if np.any(((box & dqbits.SATURATED) != 0) & ((box & dqbits.DO_NOT_USE) != 0)):
             flags[k] |= source_flags.SATURATED
         if np.any(box & dqbits.DO_NOT_USE):
             flags[k] |= source_flags.EDGE

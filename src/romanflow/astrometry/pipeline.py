@@ -242,6 +242,8 @@ def align_files(paths, refcat, *, output_dir=None, snr_threshold: float = 5.0, f
     if not hasattr(refcat, "columns"):  # read (and checked) before any detection
         refcat_name = Path(refcat).name
         refcat = read_refcat(refcat)
+    for path in paths:  # every input checked (metadata only) before any table is written
+        read_l2_header(path)
     timings = {} if timings is None else timings
     timings["detect"] = []
     tables = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from romanflow.cli.options import add_command, detector, filter_name, finite_float, latitude, positive_float
+from romanflow.cli.options import (add_command, detector, filter_name, finite_float, latitude, positive_float,
+                                   positive_int)
 
 #: Default database: the embedded archive in the current folder.
 DEFAULT_DB = "sqlite:///archive.db"
@@ -35,9 +36,9 @@ def register(subparsers) -> None:
                       description="Register every product file given (and the product files under folders) "
                                   "from its metadata. Unchanged files change nothing; changed files become "
                                   "new versions. Exits 2 if a file could not be registered.")
-    ing.add_argument("paths", nargs="+", metavar="PATH")
+    ing.add_argument("paths", nargs="+", metavar="PATH", help="product files, or folders to search for them")
     _add_db(ing)
-    ing.add_argument("--batch", type=int, default=500, help="files per transaction (default 500)")
+    ing.add_argument("--batch", type=positive_int, default=500, help="files per transaction (default 500)")
     ing.set_defaults(func=run_ingest)
 
     s = add_command(sub, "search", help="find products by position, time, band, level, detector, kind",
@@ -46,21 +47,21 @@ def register(subparsers) -> None:
     s.add_argument("--ra", type=finite_float, help="cone centre RA (deg)")
     s.add_argument("--dec", type=latitude, help="cone centre Dec (deg)")
     s.add_argument("--radius", type=positive_float, help="cone radius (deg)")
-    s.add_argument("--polygon", help="polygon: 'ra1 dec1 ra2 dec2 ra3 dec3 ...' (deg) or STC-S POLYGON")
+    s.add_argument("--polygon", nargs="+", help="polygon: 'ra1 dec1 ra2 dec2 ra3 dec3 ...' (deg) or STC-S POLYGON")
     s.add_argument("--time-range", nargs=2, metavar=("START", "END"),
                    help="products overlapping [START, END] (ISO dates or MJD)")
     s.add_argument("--filter", dest="band", nargs="+", type=filter_name, metavar="Fnnn", help="filters")
     s.add_argument("--level", nargs="+", help="levels: 0-4, L1, L2, L3, L4 or ref")
     s.add_argument("--detector", nargs="+", type=detector, metavar="WFInn", help="detectors")
     s.add_argument("--kind", nargs="+", choices=tuple(KINDS), help="product kinds")
-    s.add_argument("--maxrec", type=int, help="at most this many rows")
+    s.add_argument("--maxrec", type=positive_int, help="at most this many rows")
     s.add_argument("--columns", nargs="+", help="columns to print (default: a short set; 'all' for every one)")
     _add_format(s)
     s.set_defaults(func=run_search)
 
     lin = add_command(sub, "lineage", help="walk a product's inputs (--up, default) or products (--down)",
                       description="Print every product upstream or downstream of ID, to the ends of the chain.")
-    lin.add_argument("obs_id", metavar="ID")
+    lin.add_argument("obs_id", metavar="ID", help="obs_id of the product")
     way = lin.add_mutually_exclusive_group()
     way.add_argument("--up", dest="direction", action="store_const", const="up", help="inputs (default)")
     way.add_argument("--down", dest="direction", action="store_const", const="down", help="products made from it")
@@ -83,7 +84,7 @@ def register(subparsers) -> None:
     cs.add_argument("--dec", type=latitude, required=True, help="Dec (deg)")
     cs.add_argument("--radius", type=positive_float, required=True, help="radius (deg)")
     cs.add_argument("--catalog", help="only this catalog (obs_id)")
-    cs.add_argument("--maxrec", type=int, help="at most this many rows")
+    cs.add_argument("--maxrec", type=positive_int, help="at most this many rows")
     _add_format(cs)
     cs.set_defaults(func=run_sources)
 
@@ -105,15 +106,40 @@ def _print(table, fmt) -> None:
 SHORT_COLUMNS = ("obs_id", "product_kind", "optical_element", "detector", "s_ra", "s_dec", "t_min", "version")
 
 
+def _sqlite_file(url: str):
+    """The database file of an ``sqlite:///`` URL (None for other URLs or in-memory databases)."""
+    from pathlib import Path
+
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
 def run_ingest(args) -> int:
+    from romanflow.archive import ArchiveError, expand_paths
     from romanflow.cli.options import progress_bar
 
-    with _open(args, create=True) as arc:
-        from romanflow.archive import expand_paths
-
-        files = expand_paths(args.paths)
-        with progress_bar(args, total=len(files), unit="file", desc="ingest") as bar:
-            report = arc.ingest(files, batch=args.batch, progress=bar.update)
+    files = expand_paths(args.paths)
+    if not files:
+        raise ArchiveError(f"{', '.join(args.paths)}: no product files found")
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise ArchiveError(f"{missing[0]}: No such file or directory")
+    database = _sqlite_file(args.db)
+    new_database = database is not None and not database.exists()
+    try:
+        with _open(args, create=True) as arc:
+            with progress_bar(args, total=len(files), unit="file", desc="ingest") as bar:
+                report = arc.ingest(files, batch=args.batch, progress=bar.update)
+    except BaseException:
+        if new_database and database.exists():  # nothing of a database this command only began
+            database.unlink()
+        raise
+    if new_database and len(report.failed) == len(files):  # nothing registered: leave no empty database
+        database.unlink(missing_ok=True)
+        print(f"{args.command_name}: error: {next(iter(report.failed))}: {next(iter(report.failed.values()))}",
+              file=sys.stderr)
+        return 2
     print(f"{arc.url}: {report.summary()}")
     for obs_id, flags in report.flagged.items():
         print(f"  flagged: {obs_id}: {flags}")
@@ -124,7 +150,8 @@ def run_ingest(args) -> int:
 
 def run_search(args) -> int:
     with _open(args) as arc:
-        table = arc.search(ra=args.ra, dec=args.dec, radius=args.radius, polygon=args.polygon,
+        polygon = " ".join(args.polygon) if args.polygon else None
+        table = arc.search(ra=args.ra, dec=args.dec, radius=args.radius, polygon=polygon,
                            time_range=tuple(args.time_range) if args.time_range else None, band=args.band,
                            level=args.level, detector=args.detector, kind=args.kind, maxrec=args.maxrec)
     cols = args.columns or (None if args.format != "table" else list(SHORT_COLUMNS))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from romanflow.cli.options import add_command, finite_float, name_token, non_negative_float, output_dir, \
-    positive_float, positive_int
+    non_negative_int, positive_float, positive_int
 
 
 def _fraction(text: str) -> float:
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
                         help="keep generated sources this far from the sources detected on the first image")
     parser.add_argument("--min-separation", type=non_negative_float, metavar="ARCSEC", default=0.0,
                         help="keep generated sources this far from each other (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the positions, shapes and noise (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the positions, shapes and noise (default 0)")
     parser.add_argument("--no-noise", action="store_true", help="add no Poisson noise for the injected flux")
     parser.add_argument("--no-recover", action="store_true", help="only inject: no catalogs, no curves")
     parser.add_argument("--psf-fwhm", type=positive_float, metavar="ARCSEC",

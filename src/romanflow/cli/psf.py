@@ -26,14 +26,14 @@ def register(subparsers) -> None:
     parser.add_argument("--x", type=finite_float, default=2043.5, help="column (0-based science pixel)")
     parser.add_argument("--y", type=finite_float, default=2043.5, help="row (0-based science pixel)")
     parser.add_argument("--oversample", type=positive_int, default=1, help="samples per native pixel")
-    parser.add_argument("--size", type=positive_int, help="samples per side (default 24·oversample + 1)")
+    parser.add_argument("--stamp-size", type=positive_int, help="samples per side (default 24·oversample + 1)")
     parser.add_argument("--spectrum", default=None,
                         help="spectral type (A0V, G2V, M5V ...) or temperature in K (default G2V)")
     parser.add_argument("--jitter", type=non_negative_float, metavar="MAS",
                         help="pointing jitter sigma per axis (mas; default the library's)")
     parser.add_argument("--optical", action="store_true", help="optical PSF without the pixel (direct galsim)")
     parser.add_argument("--grid", action="store_true", help="PNG of PSFs over the focal plane (3x3 per detector)")
-    parser.add_argument("-o", "--output", type=output_file, required=True, help="output .asdf, .fits or .png")
+    parser.add_argument("-o", "--output", type=output_file, required=True, metavar="FILE", help="output .asdf, .fits or .png")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.set_defaults(func=run)
 
@@ -93,7 +93,7 @@ def run(args) -> int:
     if args.grid:
         return _run_grid(args, path, spectrum)
     image = psf_image(args.detector, args.filter, args.x, args.y, oversample=args.oversample, spectrum=spectrum,
-                      size=args.size, pixel_convolved=not args.optical, jitter_mas=args.jitter)
+                      size=args.stamp_size, pixel_convolved=not args.optical, jitter_mas=args.jitter)
     meta = {"detector": args.detector, "optical_element": args.filter, "x": args.x, "y": args.y,
             "oversample": args.oversample, "spectrum": str(args.spectrum or "G2V"),
             "pixel_convolved": not args.optical, "centre": "array coordinate ((n-1)/2, (n-1)/2)",
