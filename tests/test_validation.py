@@ -368,7 +368,10 @@ def test_blended_stars_by_distance_and_flux_fraction():
     cases = {  # companion (mas north, mag) -> blended?
         (300.0, 22.0): True,  # 16% of the star's flux
         (300.0, 24.0): False,  # 2.5%, under the 5% default
-        (600.0, 18.0): False,  # outside 0.5"
+        (600.0, 18.0): True,  # 6.3 times the star, in the wings: above 0.05 (0.6/0.5)^2.5 = 0.079
+        (1500.0, 18.0): True,  # above 0.05 (1.5/0.5)^2.5 = 0.78
+        (1500.0, 21.0): False,  # 0.40 times the star
+        (2500.0, 10.0): False,  # outside 2"
     }
     for (north, mag), blended in cases.items():
         other = _star_grid(1, mag=mag)

@@ -47,6 +47,7 @@ def demo_plan():
                       seed=d["seed"], name="romanflow_demo", scene=dict(d["scene"]))
     data = plan.to_dict()
     data["registration"] = {"minobj": 5}
+    data["mosaic"] = {"hips": True}  # the trees `romanflow serve` shows at /
     return plan_from_dict(data, source="romanflow demo")
 
 

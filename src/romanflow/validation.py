@@ -19,8 +19,13 @@ from romanflow.detector import PIXEL_SCALE, ReadPattern
 #: pixel, 1.8 mosaic pixels, about 60 times the position error of a star at S/N 50 (1.5 mas).
 MATCH_RADIUS_ARCSEC = 0.1
 
-#: Radius (arcsec) within which another true source blends into a star's measured flux.
+#: Radius (arcsec) within which another true source blends into a star's measured flux (any
+#: source brighter than a fraction of the star); farther out, to :data:`BLEND_WING_RADIUS_ARCSEC`,
+#: only sources bright enough for their PSF wings to matter (:func:`blended_stars`).
 BLEND_RADIUS_ARCSEC = 0.5
+
+#: Farthest separation (arcsec) at which a much brighter source's PSF wings blend into a star.
+BLEND_WING_RADIUS_ARCSEC = 2.0
 
 #: AB magnitude of a flux of 1 nJy.
 AB_ZEROPOINT_NJY = 31.4
@@ -235,9 +240,15 @@ def covered_by(image, truth, margin_pix: float = 15.0) -> np.ndarray:
 
 
 def blended_stars(truth, stars, band: str, *, radius_arcsec: float = BLEND_RADIUS_ARCSEC,
-                  flux_fraction: float = 0.05) -> np.ndarray:
-    """True for stars with another true source within ``radius_arcsec`` that is brighter than
-    ``flux_fraction`` of the star in ``band``: their measured flux mixes two sources.
+                  flux_fraction: float = 0.05, wing_radius_arcsec: float = BLEND_WING_RADIUS_ARCSEC) -> np.ndarray:
+    """True for stars whose measured flux in ``band`` mixes in another true source.
+
+    A source within ``radius_arcsec`` blends when brighter than ``flux_fraction`` of the star.
+    Beyond, out to ``wing_radius_arcsec``, only its PSF wings reach the star's 5×5-pixel fit box,
+    a share of its flux that falls about as ``d^-2.5`` with the distance ``d`` (1.8% at 0.5″,
+    0.6% at 0.9″, 0.06% at 2″ for the F106 and F158 library PSFs): it blends when brighter than
+    ``flux_fraction · (d / radius)^2.5`` times the star (a source 500 times brighter 0.9″ away
+    adds three times a faint star's flux to its fit box).
 
     ``stars`` are rows of ``truth``: each finds itself among its neighbours and is not counted.
     """
@@ -247,13 +258,17 @@ def blended_stars(truth, stars, band: str, *, radius_arcsec: float = BLEND_RADIU
     if len(stars) == 0 or len(truth) < 2:
         return out
     mags = truth[f"mag_{band.upper()}"].to_numpy()
-    tree = cKDTree(_unit_vectors(truth["ra"].to_numpy(float), truth["dec"].to_numpy(float)))
-    near_lists = tree.query_ball_point(_unit_vectors(stars["ra"].to_numpy(float), stars["dec"].to_numpy(float)),
-                                      _chord(radius_arcsec))
+    vectors = _unit_vectors(truth["ra"].to_numpy(float), truth["dec"].to_numpy(float))
+    tree = cKDTree(vectors)
+    star_vectors = _unit_vectors(stars["ra"].to_numpy(float), stars["dec"].to_numpy(float))
+    near_lists = tree.query_ball_point(star_vectors, _chord(max(radius_arcsec, wing_radius_arcsec)))
     star_mags = stars[f"mag_{band.upper()}"].to_numpy()
     for i, (near, mag) in enumerate(zip(near_lists, star_mags)):
+        near = np.asarray(near, int)
+        d = _arcsec(np.linalg.norm(vectors[near] - star_vectors[i], axis=1))
+        threshold = flux_fraction * np.maximum(d / radius_arcsec, 1.0) ** 2.5
         # the star itself is at distance 0 with the same magnitude; any other bright enough source blends
-        bright = mags[near] < mag - 2.5 * np.log10(flux_fraction)
+        bright = (mags[near] < mag - 2.5 * np.log10(threshold)) & (d <= wing_radius_arcsec)
         out[i] = bright.sum() > 1
     return out
 

@@ -37,7 +37,8 @@ LOCK_TIMEOUT_S = 120
 _PG_LOCK_KEY = 0x726F6D61
 #: File-name patterns of products when a folder is ingested, in the order levels are ingested.
 PRODUCT_PATTERNS = ("roman_wfi_*.asdf", "*_uncal.asdf", "*_cal.asdf", "*_cat.parquet", "*_coadd.asdf",
-                    "*_outliers.parquet", "*_asn.json", "*_forced.parquet")
+                    "*_outliers.parquet", "*_asn.json", "*_forced.parquet",
+                    "*_injection_input.parquet", "*_injection_output.parquet")
 #: Ingest order of kinds, so that a product's inputs are registered before it within one call.
 _KIND_RANK = {"reference": 0, "uncal": 1, "cal": 2, "source_table": 3, "coadd": 4, "outlier_record": 5,
               "association": 5, "catalog": 6}

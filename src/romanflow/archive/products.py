@@ -57,6 +57,11 @@ class ProductRecord:
     sources: object = None  #: callable returning catalog rows (ra, dec, fluxes) for catalogs
 
 
+#: ObsCore subtype of the catalogs other than a sky cell's multi-band catalog, by their ``romanflow.catalog_kind``.
+_CATALOG_SUBTYPES = {"injection_input": "source-injection input catalog",
+                     "injection_output": "source-injection output catalog (injected matched to recovered)"}
+
+
 def obs_id_of(name: str) -> str:
     """Product identifier of a file name: the name without its extension(s)."""
     name = Path(str(name)).name
@@ -238,6 +243,8 @@ def _read_asdf(path: Path, size: int) -> ProductRecord:
         flags = []
         vertices = None
         inputs = []
+        injection_parent = _plain(_get(meta, "injection.parent"))
+        injection_parent = injection_parent if isinstance(injection_parent, str) and injection_parent else None
         ref_files = {}
         if kind in ("uncal", "cal"):
             c["detector"] = _get(meta, "instrument.detector")
@@ -265,7 +272,8 @@ def _read_asdf(path: Path, size: int) -> ProductRecord:
             wcs = _get(meta, "wcs")
             if wcs is not None and shape:
                 vertices = _corners(wcs, shape)
-            inputs.append((obs_id.removesuffix("_cal") + "_uncal", SCIENCE, ""))
+            if injection_parent is None:
+                inputs.append((obs_id.removesuffix("_cal") + "_uncal", SCIENCE, ""))
             for reftype, fname in sorted((_get(meta, "ref_file") or {}).items()):
                 fname = _plain(fname)
                 if isinstance(fname, str) and fname.strip() not in ("?", "", "N/A"):
@@ -284,6 +292,10 @@ def _read_asdf(path: Path, size: int) -> ProductRecord:
             c["s_resolution"] = float(scale) * 3600.0 if scale else None
             for member in _get(meta, "resample.members") or []:
                 inputs.append((obs_id_of(member), MEMBER, ""))
+        if injection_parent is not None:
+            # a copy with injected sources: made from its parent product (whose inputs it shares)
+            inputs.insert(0, (obs_id_of(injection_parent), SCIENCE, "injection parent"))
+            c["dataproduct_subtype"] = f"{c['dataproduct_subtype']} with injected sources"
         if vertices is None:
             flags.append("no_wcs" if kind != "uncal" else "no_footprint")
     c.update(footprint_columns(vertices))
@@ -324,7 +336,15 @@ def _read_parquet(path: Path, size: int) -> ProductRecord:
             c["software_version"] = json.loads(md.get("romanflow.version", "null"))
         except (ValueError, TypeError):
             raise InputFileError(path, "unreadable romanflow metadata in the Parquet footer") from None
-        c["skycell"] = obs_id.removesuffix("_cat")
+        try:
+            catalog_kind = json.loads(md["romanflow.catalog_kind"])
+        except (ValueError, TypeError):
+            raise InputFileError(path, "unreadable romanflow metadata in the Parquet footer") from None
+        if catalog_kind in _CATALOG_SUBTYPES:
+            c["dataproduct_subtype"] = _CATALOG_SUBTYPES[catalog_kind]
+        c["skycell"] = obs_id
+        for suffix in ("_cat", "_injection_input", "_injection_output"):
+            c["skycell"] = c["skycell"].removesuffix(suffix)
         c["target_name"] = c["skycell"]
         if len(filters) == 1:
             _band(c, filters[0])

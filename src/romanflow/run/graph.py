@@ -5,6 +5,7 @@
     scene ─▶ simulate(exposure, detector) ─▶ calibrate ─┐
                                                          ├─▶ register(exposure) ─▶ mosaic(sky cell, filter) ─▶ catalog(sky cell) ─▶ hats
                  (existing L1 files) ─▶ calibrate ──────┘        (one tweakreg join per exposure)
+                                                                  every mosaic ─▶ hips (with mosaic.hips)
 
 Tasks carry only file paths and small settings. Which detector lands in which
 sky cell (and the cutout of the cell around the data) is worked out when the
@@ -14,7 +15,8 @@ so the whole graph is known before any work starts.
 Output folder layout: ``scene/`` (simulated sky, Gaia-like refcat), ``l1/``,
 ``truth/``, ``l2/`` (calibrated), ``registered/`` (aligned L2 + point-source
 tables), ``l3/`` (``<cell>_<filter>_coadd.asdf``), ``l4/`` (``<cell>_cat.parquet``),
-``hats/<name>/`` and ``ledger/``.
+``hats/<name>/``, ``hips/`` (with ``mosaic.hips``: HiPS trees per band and a colour one),
+``inject/`` (with ``catalog.injection_n``) and ``ledger/``.
 """
 
 from __future__ import annotations
@@ -285,6 +287,14 @@ def build_graph(plan: SurveyPlan, output_dir, *, context=None) -> TaskGraph:
                                    cutout=cutouts.get(cell), outliers=bool(mos.get("outliers", True))),
                               deps=deps, products=(str(out),)))
         mosaics_of[cell].append((element, task.key, str(out)))
+
+    # HiPS trees of every mosaic (mosaic.hips): one task, as the cells share tiles; a cell already in
+    # the trees replaces its earlier contribution and only the tiles the mosaics touch are rewritten
+    if bool(mos.get("hips", False)) and mosaics_of:
+        items = [(key, path) for cell in sorted(mosaics_of) for _, key, path in sorted(mosaics_of[cell])]
+        hips_dir = root / "hips"
+        graph.add(Task("hips", "hips", dict(mosaic_paths=[p for _, p in items], out_dir=str(hips_dir)),
+                       deps=tuple(k for k, _ in items), products=(str(hips_dir),)))
 
     # one catalog per sky cell, then one HATS catalog of them all
     cat = plan.catalog

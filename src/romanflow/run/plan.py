@@ -140,7 +140,7 @@ SECTION_KEYS = {
     "scene": {"density_per_arcmin2": "positive", "star_fraction": "fraction", "seed": "int",
               "faint_limit": "finite", "refcat_g_limit": "finite"},
     "registration": {"minobj": "count", "snr_threshold": "positive", "searchrad": "positive", "fitgeometry": "str"},
-    "mosaic": {"cutout": "bool", "margin_pixels": "natural", "outliers": "bool"},
+    "mosaic": {"cutout": "bool", "margin_pixels": "natural", "outliers": "bool", "hips": "bool"},
     "catalog": {"snr_threshold": "positive", "n_pixels": "count", "deblend": "bool", "psf_photometry": "bool",
                 "injection_n": "natural", "injection_mag_min": "finite", "injection_mag_max": "finite",
                 "injection_star_fraction": "fraction", "injection_seed": "int"},

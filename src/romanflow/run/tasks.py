@@ -216,6 +216,16 @@ def hats_catalog(catalog_paths, skycells, out_dir, *, name="survey"):
     return {"products": [out_dir], "info": {"n_sources": record["rows_kept"], "merge": record}}
 
 
+def hips_trees(mosaic_paths, out_dir):
+    """HiPS tiles of the mosaics, merged into the trees of ``out_dir`` (:func:`romanflow.hips.build_hips`)."""
+    from romanflow.hips import build_hips
+
+    report = build_hips(mosaic_paths, out_dir)
+    return {"products": [out_dir], "info": {"bands": report.bands, "order": report.order,
+                                            "tiles_written": report.tiles_written,
+                                            "colour_tiles_written": report.colour_tiles_written}}
+
+
 def inject_cell(mosaic_paths, catalog_path, out_dir, **options):
     """Source injection into one sky cell's mosaics (:func:`romanflow.inject.pipeline.inject_cell`)."""
     from romanflow.inject.pipeline import inject_cell as run
@@ -240,6 +250,7 @@ TASK_FUNCTIONS = {
     "mosaic": mosaic_cell,
     "catalog": catalog_cell,
     "hats": hats_catalog,
+    "hips": hips_trees,
     "inject": inject_cell,
     "depth_map": depth_map,
 }
