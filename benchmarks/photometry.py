@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     from romanflow.demo import DEMO_PLAN
     from romanflow.run import run_plan
     from romanflow.run.plan import plan_from_dict, tiled_plan
-    from romanflow.validation import catalog_accuracy, colour_accuracy, covered_by, match_sky, survey_truth
+    from romanflow.validation import (catalog_accuracy, colour_accuracy, covered_by, match_sky,
+                                      matched_colour_accuracy, survey_truth)
 
     d = DEMO_PLAN
     scene = dict(d["scene"], density_per_arcmin2=args.density)
@@ -91,6 +92,11 @@ def main(argv=None) -> int:
     print(f"{filters[1]}-{filters[0]} colour of {c['n_stars']} stars (S/N > 50 in both): bias "
           f"{c.get('colour_bias', nan):+.4f} mag, scatter {c.get('colour_scatter', nan):.4f} mag, "
           f"std(z) {c.get('colour_residual_std', nan):.2f}")
+    for kind, plural, snr in (("star", "stars", 50.0), ("galaxy", "galaxies", 20.0)):
+        m = matched_colour_accuracy(pooled, truth, filters[1], filters[0], kind=kind, min_snr=snr)
+        print(f"{filters[1]}-{filters[0]} PSF-matched aperture colour of {m['n']} isolated {plural} (S/N > {snr:.0f}): "
+              f"bias {m['colour_bias']:+.4f} mag, scatter {m['colour_scatter']:.4f} mag, "
+              f"std(z) {m['colour_residual_std']:.2f}")
     return 0
 
 

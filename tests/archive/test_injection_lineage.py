@@ -3,6 +3,8 @@
 
 import shutil
 
+import numpy as np
+
 from romanflow.inject.core import inject_images
 from romanflow.inject.pipeline import inject_cell
 from romanflow.inject.sources import generate_sources
@@ -21,8 +23,15 @@ def test_injected_products_are_linked_to_their_parents(run_folder, tmp_path, ope
     sources = generate_sources(image.wcs, image.data.shape, ["F158"], n=20, mag_range=(21.0, 23.0), seed=3)
     [injected] = inject_images([parent], sources, folder / "injected")
     cell = inject_cell([folder / "l3" / f"{CELL}_f158_coadd.asdf"], folder / "l4" / f"{CELL}_cat.parquet",
-                       folder / "inject", cell=CELL, n=30, mag_range=(21.0, 24.0), seed=4)
+                       folder / "inject", cell=CELL, n=40, mag_range=(20.5, 23.5), star_fraction=0.8, seed=4)
     assert cell["products"]
+    # stars drawn with the mosaic's own PSF come back at the flux asked by the fit on the mosaic
+    import pandas as pd
+
+    out = pd.read_parquet(folder / "inject" / f"{CELL}_injection_output.parquet")
+    bright = out[(out["type"] == "star") & out["matched"] & (out["flux_out"] / out["flux_out_err"] > 50)
+                 & ((out["recovery_flags"] & 3) == 0)]
+    assert len(bright) >= 3 and abs(np.median(bright["flux_out"] / bright["flux_in"]) - 1) < 0.01, bright
 
     arc = open_archive(root=folder)
     report = arc.ingest([folder])

@@ -32,6 +32,9 @@ class BandImage:
         Unit-flux PSF in this image's pixels; a Gaussian of ``psf_fwhm_arcsec`` otherwise.
     provenance : dict
         Input file names, reference files, etc.
+    mosaic_psf : MosaicPSF, optional
+        For a mosaic whose members are all known: its own PSF at any position
+        (:class:`romanflow.catalog.mosaic_psf.MosaicPSF`), which the PSF fluxes on it use.
     exposures : list
         For a mosaic: its calibrated member exposures (L2 paths or BandImages), on
         which point sources are also PSF-fitted (:mod:`romanflow.catalog.exposure_photometry`).
@@ -51,6 +54,7 @@ class BandImage:
     psf_fwhm_arcsec: float | None = None
     psf_model: object = None
     provenance: dict = field(default_factory=dict)
+    mosaic_psf: object = None
     exposures: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
 

@@ -224,6 +224,99 @@ def fit_psf_photometry(data, err, x, y, flux_guess, psf_model, *, fit_shape=(5, 
                            background_scale=background_scale, psf_index=index)
 
 
+def stamp_psf_fluxes(data, err, x, y, stamps, *, fit_half: int = 2, mask=None, weight_err=None,
+                     background_scale: float = 1.0):
+    """Linear PSF fluxes with one tabulated PSF image per source (e.g. a mosaic's own PSF).
+
+    ``stamps[k]`` is source ``k``'s unit-flux image on the data's pixels, its centre
+    element at pixel ``(round(x[k]), round(y[k]))`` (:func:`romanflow.catalog.mosaic_psf.mosaic_psf_stamps`).
+    The fit is :func:`romanflow.kernels.psf_fit.fit_psf_sources` with fixed positions at
+    those pixel centres, where its interpolation returns each stamp's own samples.
+
+    Parameters
+    ----------
+    data, err, mask, weight_err, background_scale
+        As for :func:`fit_psf_photometry`.
+    x, y : ndarray (n,)
+        Source positions (pixels).
+    stamps : ndarray (n, m, m)
+        Unit-flux images, m odd and at least ``2·fit_half + 5``; NaN (no coverage) counts as 0.
+    fit_half : int
+        Half-size of the fit box (pixels).
+
+    Returns
+    -------
+    dict of ndarray (n,)
+        ``flux``, ``flux_err``, ``reduced_chi2``, ``flags`` (as :func:`fit_psf_photometry`).
+    """
+    stamps = np.nan_to_num(np.asarray(stamps, np.float64), nan=0.0)
+    if stamps.ndim != 3 or stamps.shape[1] != stamps.shape[2] or stamps.shape[1] < 2 * int(fit_half) + 5:
+        raise ValueError(f"stamps {stamps.shape}: expected (n, m, m) with m >= {2 * int(fit_half) + 5}")
+    n = stamps.shape[0]
+    ix = np.floor(np.asarray(x, np.float64) + 0.5)
+    iy = np.floor(np.asarray(y, np.float64) + 0.5)
+    fit = fit_psf_sources(data, err, ix, iy, stamps, 1, weight_err=weight_err, mask=mask, half=int(fit_half),
+                          free_position=False, background_scale=background_scale, psf_index=np.arange(n))
+    return {k: fit[k] for k in ("flux", "flux_err", "reduced_chi2", "flags")}
+
+
+def refine_positions_with_stamps(data, weight_err, x, y, stamps_at, *, fit_half: int = 2, mask=None,
+                                 iterations: int = 2, step: float = 0.1):
+    """Positions of point sources fitted with a PSF known only as images at given positions.
+
+    ``stamps_at(x, y, half, centre)`` returns the unit-flux images (n, 2·half + 1, 2·half + 1)
+    of sources at (x, y) centred on the pixels ``centre`` (e.g.
+    :meth:`romanflow.catalog.mosaic_psf.MosaicPSF.stamps`). Each iteration takes the model's
+    derivatives in x and y by finite differences of ``step`` pixels and solves the linearised
+    weighted least squares for flux and shift in the ``(2·fit_half + 1)²`` box (weights
+    ``1 / weight_err²``); shifts are capped at half a pixel per iteration.
+
+    Returns
+    -------
+    x, y : ndarray (n,)
+        Fitted positions (pixels); the starting ones where a box leaves the image or the
+        system is singular.
+    """
+    data = np.asarray(data, np.float64)
+    w = 1.0 / np.asarray(weight_err, np.float64) ** 2
+    bad = ~np.isfinite(data) | ~np.isfinite(w)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    w = np.where(bad, 0.0, w)
+    data = np.where(bad, 0.0, data)
+    x = np.array(x, np.float64, copy=True)
+    y = np.array(y, np.float64, copy=True)
+    ny, nx = data.shape
+    h = int(fit_half)
+    offsets = np.arange(-h, h + 1)
+    for _ in range(int(iterations)):
+        cx, cy = np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64)
+        inside = (cx - h >= 0) & (cy - h >= 0) & (cx + h < nx) & (cy + h < ny)
+        if not inside.any():
+            break
+        k = np.nonzero(inside)[0]
+        centre = (cx[k], cy[k])
+        p0 = np.nan_to_num(stamps_at(x[k], y[k], h, centre))
+        dx = (np.nan_to_num(stamps_at(x[k] + step, y[k], h, centre)) - p0) / step
+        dy = (np.nan_to_num(stamps_at(x[k], y[k] + step, h, centre)) - p0) / step
+        rows = cy[k][:, None, None] + offsets[None, :, None]
+        cols = cx[k][:, None, None] + offsets[None, None, :]
+        d, ww = data[rows, cols], w[rows, cols]
+        design = np.stack([p0, dx, dy], axis=-1).reshape(len(k), -1, 3)
+        d, ww = d.reshape(len(k), -1), ww.reshape(len(k), -1)
+        normal = np.einsum("npi,np,npj->nij", design, ww, design)
+        rhs = np.einsum("npi,np,np->ni", design, ww, d)
+        ok = np.abs(np.linalg.det(normal)) > 0
+        sol = np.zeros((len(k), 3))
+        sol[ok] = np.linalg.solve(normal[ok], rhs[ok][..., None])[..., 0]
+        ok &= sol[:, 0] > 0
+        shift_x = np.clip(np.where(ok, sol[:, 1] / np.where(ok, sol[:, 0], 1.0), 0.0), -0.5, 0.5)
+        shift_y = np.clip(np.where(ok, sol[:, 2] / np.where(ok, sol[:, 0], 1.0), 0.0), -0.5, 0.5)
+        x[k] += shift_x
+        y[k] += shift_y
+    return x, y
+
+
 def _fit_psf_samples(psf_model, data, x, y):
     """(effective PSF or stack, oversample, per-source index) for a fit: the library's PSF at each source's
     detector position when the model carries it (``field_psf``, an image in detector pixels), else one PSF."""

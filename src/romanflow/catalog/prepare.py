@@ -33,6 +33,7 @@ class PreparedImage:
     aperture_noise_scale: tuple = ()  # same for each of APERTURE_RADII_ARCSEC
     exposures: list = field(default_factory=list)  # member L2 images of a mosaic
     fallbacks: list = field(default_factory=list)  # substitutes used, one sentence each (BandImage.fallbacks)
+    mosaic_psf: object = None  # a mosaic's own PSF (BandImage.mosaic_psf)
 
 
 def prepare_image(image: BandImage, *, background_box: int, detect_snr: float) -> PreparedImage:
@@ -94,7 +95,8 @@ def prepare_image(image: BandImage, *, background_box: int, detect_snr: float) -
                                                            correlation=correlation)
                                  for r in APERTURE_RADII_ARCSEC)
     return PreparedImage(band_token(image.band), data, err, weight_err, bad, scale, psf_model, fwhm_pix, image.dq,
-                         psf_noise_scale, aperture_noise_scale, list(image.exposures), fallbacks)
+                         psf_noise_scale, aperture_noise_scale, list(image.exposures), fallbacks,
+                         image.mosaic_psf)
 
 
 def estimate_psf_fwhm(data, err, segm, fwhm_guess_pix: float, n_max: int = 200) -> float:

@@ -83,6 +83,11 @@ class MemberGeometry:
     detector: str | None  # meta.instrument.detector; None when absent
     detector_to_mosaic: np.ndarray | None  # detector_to_image_matrix; None when unknown
     native_scale_arcsec: float | None  # local pixel scale at the member's centre
+    wcs: object = None  # the member's own pixel -> sky (meta.wcs)
+    shape: tuple | None = None  # science array shape
+    var_rnoise: float | None = None  # median read-noise variance ((DN/s)², the ivm weight)
+    exposure_time: float | None = None  # s (the exptime weight)
+    bad: np.ndarray | None = None  # pixels the mosaic leaves out (DO_NOT_USE), science array shape
 
 
 def member_geometry(member_path, mosaic_wcs, mosaic_shape) -> MemberGeometry:
@@ -101,6 +106,22 @@ def member_geometry(member_path, mosaic_wcs, mosaic_shape) -> MemberGeometry:
         wcs = member.meta.wcs if "wcs" in member.meta else None
         if wcs is None:
             return MemberGeometry(Path(member_path), detector, None, None)
+        shape = tuple(int(v) for v in member.data.shape)
+        try:
+            var_rnoise = float(np.nanmedian(np.asarray(member.var_rnoise, np.float64)))
+        except (KeyError, AttributeError, ValueError, OSError):
+            var_rnoise = None
+        try:
+            exposure_time = float(member.meta.exposure.exposure_time)
+        except (KeyError, AttributeError, TypeError, ValueError):
+            exposure_time = None
+        try:
+            from romanflow import dq as dqbits
+
+            bad = (np.asarray(member.dq, np.uint32) & np.uint32(dqbits.DO_NOT_USE)) != 0
+            bad = bad if bad.shape == shape else None
+        except (KeyError, AttributeError, ValueError, OSError):
+            bad = None
         my, mx = ((v - 1) / 2.0 for v in member.data.shape)
         scale = float(local_pixel_scale(wcs, [mx], [my])[0])
         ny, nx = mosaic_shape
@@ -115,7 +136,37 @@ def member_geometry(member_path, mosaic_wcs, mosaic_shape) -> MemberGeometry:
                 break
             except RomanflowError:
                 continue
-    return MemberGeometry(Path(member_path), detector, matrix, scale)
+    return MemberGeometry(Path(member_path), detector, matrix, scale, wcs, shape,
+                          var_rnoise if var_rnoise is not None and np.isfinite(var_rnoise) else None,
+                          exposure_time if exposure_time is not None and np.isfinite(exposure_time) else None,
+                          bad)
+
+
+def _mosaic_psf(model, members, band, wcs):
+    """(:class:`MosaicPSF`, None) of a mosaic whose every member is known, or (None, why not)."""
+    from romanflow.catalog.mosaic_psf import MosaicMember, MosaicPSF
+
+    if not members:
+        return None, "no member exposure found"
+    try:
+        weight_type = str(model.meta.resample.weight_type)
+    except (KeyError, AttributeError):
+        weight_type = "ivm"
+    try:
+        pointings = int(model.meta.resample.pointings)
+    except (KeyError, AttributeError, TypeError, ValueError):
+        pointings = None
+    if pointings is not None and pointings != len(members):
+        return None, f"{len(members)} of the {pointings} member exposures found"
+    lacking = [m.path.name for m in members if m.detector is None or m.wcs is None or m.shape is None
+               or (weight_type == "ivm" and m.var_rnoise is None)
+               or (weight_type == "exptime" and m.exposure_time is None)]
+    if lacking:
+        return None, f"no detector, WCS or weight for {', '.join(lacking)}"
+    pixfrac = _pixfrac(model)
+    return MosaicPSF([MosaicMember(m.detector, m.wcs, m.shape, m.var_rnoise or 1.0, m.exposure_time or 1.0, m.bad)
+                      for m in members], wcs, str(band), pixfrac=1.0 if pixfrac is None else pixfrac,
+                     weight_type=weight_type), None
 
 
 def _roman_psf(detectors, band, scale, drop_size_arcsec, detector_to_image=None, native_scales=None):
@@ -235,7 +286,7 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
     if weight is not None:
         mask |= weight <= 0
     band = model.meta.instrument.optical_element
-    psf_model, fallbacks = None, []
+    psf_model, mosaic_psf, fallbacks = None, None, []
     if psf_fwhm_arcsec is None:
         members = list(members or [])
         pixfrac = _pixfrac(model)
@@ -263,6 +314,11 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
                                                          scales)
         if psf_model is None:
             record_fallback(fallbacks, f"{source}: no Roman PSF model ({problem})", _log)
+        else:
+            mosaic_psf, problem = _mosaic_psf(model, members, band, wcs)
+            if mosaic_psf is None:
+                record_fallback(fallbacks, f"{source}: psf_{band_token(str(band))} fluxes from the mean PSF, not the "
+                                           f"mosaic's own ({problem})", _log)
     return BandImage(
         band=str(band),
         data=data,
@@ -272,6 +328,7 @@ def band_image_from_mosaic(model, *, psf_fwhm_arcsec=None, source: str = "mosaic
         mask=mask,
         psf_fwhm_arcsec=psf_fwhm_arcsec,
         psf_model=psf_model,
+        mosaic_psf=mosaic_psf,
         provenance={"inputs": [str(model.meta.filename)], "members": mosaic_members(model)},
         fallbacks=fallbacks,
     )

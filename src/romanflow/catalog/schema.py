@@ -161,7 +161,7 @@ PHOTOMETRY = [
     _c("kron_<band>_flux_err", "float32", "nJy", "Uncertainty in kron_<band>_flux", "stat.error;phot.flux"),
     _c("kron_<band>_abmag", "float32", "mag(AB)", "<band> AB magnitude in the Kron aperture, -2.5 log10(kron flux / nJy) + 31.4", "phot.mag"),
     _c("kron_<band>_abmag_err", "float32", "mag(AB)", "Uncertainty in kron_<band>_abmag", "stat.error;phot.mag"),
-    _c("psf_<band>_flux", "float32", "nJy", "<band> total flux from the PSF fit", "phot.flux"),
+    _c("psf_<band>_flux", "float32", "nJy", "<band> total flux from the PSF fit on the image (on a mosaic whose members are known: with the mosaic's own PSF at the best position, see docs/photometry.md)", "phot.flux"),
     _c("psf_<band>_flux_err", "float32", "nJy", "Uncertainty in psf_<band>_flux", "stat.error;phot.flux"),
     _c("psf_gof_<band>", "float32", None, "<band> PSF goodness of fit: reduced chi-square of the fit residuals", "stat.fit.goodness"),
     _c("psf_flags_<band>", "int32", None, "<band> PSF fit flags (0 = good): " + legend(PSF_FLAGS), "meta.code.qual"),
@@ -176,6 +176,11 @@ EXPOSURE_PSF = [
     _c("psf_exp_gof_<band>", "float32", None, "Reduced chi-square of the exposures' <band> fluxes about their mean (above 1: variable or blended)", "stat.fit.goodness"),
     _c("ra_psf_exp_<band>", "float64", "deg", "Right ascension (ICRS): mean of the <band> PSF-fitted positions on the exposures", "pos.eq.ra"),
     _c("dec_psf_exp_<band>", "float64", "deg", "Declination (ICRS): mean of the <band> PSF-fitted positions on the exposures", "pos.eq.dec"),
+]
+
+PSF_MATCHED = [
+    _c("aper_matched_<band>_flux", "float32", "nJy", "<band> flux in a 0.5 arcsec radius circle on the image convolved to the PSF of the catalog's broadest band (meta psf_matched_to): ratios between bands are colours free of PSF differences", "phot.flux"),
+    _c("aper_matched_<band>_flux_err", "float32", "nJy", "Uncertainty in aper_matched_<band>_flux", "stat.error;phot.flux"),
 ]
 
 FLAGS = [
@@ -211,7 +216,7 @@ FORCED_FLAGS = [
 _TEMPLATES = {
     "detector": [IDENTITY, POSITION, PSF_POSITION, PHOTOMETRY, SHAPE, FLAGS, IMAGE_FLAGS],
     "skycell": [IDENTITY, POSITION, PSF_POSITION, PHOTOMETRY, EXPOSURE_PSF, SHAPE, FLAGS],
-    "multiband": [IDENTITY, POSITION, SHAPE, PSF_POSITION, PHOTOMETRY, EXPOSURE_PSF, FLAGS],
+    "multiband": [IDENTITY, POSITION, SHAPE, PSF_POSITION, PHOTOMETRY, EXPOSURE_PSF, PSF_MATCHED, FLAGS],
     "forced": [FORCED_IDENTITY, FORCED_PHOTOMETRY, FORCED_FLAGS],
 }
 

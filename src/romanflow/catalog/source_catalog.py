@@ -28,6 +28,7 @@ from romanflow.catalog.measure import (
     sky_positions,
 )
 from romanflow.catalog.prepare import PreparedImage, estimate_psf_fwhm, prepare_image
+from romanflow.catalog.psf_matched import matched_aperture_columns
 from romanflow.catalog.schema import APERTURE_RADII_ARCSEC, WARNING_FLAGS, band_token, catalog_columns, make_table
 from romanflow.errors import ParameterError, RomanflowError
 
@@ -60,6 +61,56 @@ def _exposure_columns(prep: PreparedImage, v: dict, ra_c, dec_c, psf_ok, fallbac
     return {f"psf_exp_{b}_flux": res["flux"], f"psf_exp_{b}_flux_err": res["flux_err"],
             f"psf_exp_{b}_nexp": res["n_exposures"], f"psf_exp_gof_{b}": res["reduced_chi2"],
             f"ra_psf_exp_{b}": res["ra"], f"dec_psf_exp_{b}": res["dec"]}
+
+
+def _mosaic_psf_columns(prep: PreparedImage, v: dict, wcs) -> dict:
+    """``psf_<band>_flux`` (and its error, goodness of fit and flags) from the mosaic's own PSF
+    (:attr:`PreparedImage.mosaic_psf`, the members' PSFs drizzled as the data were) at each
+    source's best position: the PSF fits on the exposures, else a fit of the position with the
+    mosaic's PSF started from the mean PSF's fit (or the centroid where that fit failed).
+
+    A drizzled PSF changes with the source's place among the members' pixels; one mean PSF
+    fitted everywhere biases fluxes by percents on an undersampled band."""
+    b = prep.band
+    x, y = (np.asarray(v[f"{a}_psf_{b}"], np.float64).copy() for a in ("x", "y"))
+    start = np.isfinite(x) & np.isfinite(y)
+    x = np.where(start, x, np.asarray(v["x_centroid"], np.float64))
+    y = np.where(start, y, np.asarray(v["y_centroid"], np.float64))
+    from_exposures = np.zeros(len(x), bool)
+    if f"ra_psf_exp_{b}" in v:
+        ex, ey = (np.asarray(a, np.float64) for a in wcs.world_to_pixel_values(v[f"ra_psf_exp_{b}"],
+                                                                               v[f"dec_psf_exp_{b}"]))
+        from_exposures = np.isfinite(ex) & np.isfinite(ey)
+        x, y = np.where(from_exposures, ex, x), np.where(from_exposures, ey, y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    fit_half = 2 if prep.psf_fwhm_pix < 3.5 else 3
+    # without the exposures' position, the mean PSF's fit misplaces a star by up to a tenth of a pixel
+    # (the drizzled PSF is lopsided, depending on the pixel phases): fit the position with the mosaic's PSF
+    refine = np.nonzero(ok & ~from_exposures)[0]
+    if refine.size:
+        x[refine], y[refine] = photometry.refine_positions_with_stamps(
+            prep.data, prep.weight_err, x[refine], y[refine],
+            lambda xs, ys, half, centre: prep.mosaic_psf.stamps(xs, ys, half=half, centre=centre),
+            fit_half=fit_half, mask=prep.bad)
+    out = {f"psf_{b}_flux": np.asarray(v[f"psf_{b}_flux"], np.float64).copy(),
+           f"psf_{b}_flux_err": np.asarray(v[f"psf_{b}_flux_err"], np.float64).copy(),
+           f"psf_gof_{b}": np.asarray(v[f"psf_gof_{b}"], np.float64).copy()}
+    idx = np.nonzero(ok)[0]
+    if idx.size == 0:
+        return out
+    stamps = prep.mosaic_psf.stamps(x[idx], y[idx], half=fit_half + 3)
+    # drizzling correlates the members' noise, the sources' Poisson noise as much as the background's:
+    # the whole variance takes the matched-filter factor measured on the background
+    scale = float(prep.psf_noise_scale)
+    fit = photometry.stamp_psf_fluxes(prep.data, prep.err * scale, x[idx], y[idx], stamps, fit_half=fit_half,
+                                      mask=prep.bad, weight_err=prep.weight_err * scale)
+    # a box partly masked (EDGE) is still a fit of the exact image there: kept, and flagged
+    good = np.isfinite(fit["flux"]) & np.isfinite(fit["flux_err"])
+    for name, key in ((f"psf_{b}_flux", "flux"), (f"psf_{b}_flux_err", "flux_err"), (f"psf_gof_{b}", "reduced_chi2")):
+        out[name][idx[good]] = fit[key][good]
+    out[f"psf_flags_{b}"] = np.asarray(v[f"psf_flags_{b}"], np.int32).copy()
+    out[f"psf_flags_{b}"][idx[good]] |= fit["flags"][good].astype(np.int32)
+    return out
 
 
 def make_catalog(
@@ -231,6 +282,13 @@ def _measure(preps, segm, convolved, det, det_err, det_bad, wcs, columns, meta, 
             psf_ok_any = psf_photometry & ~psf_fail
         if any(c.name == f"psf_exp_{prep.band}_flux" for c in columns):
             v.update(_exposure_columns(prep, v, ra_c, dec_c, ~psf_fail, meta["fallbacks"], enabled=psf_photometry))
+        if psf_photometry and prep.mosaic_psf is not None:
+            v.update(_mosaic_psf_columns(prep, v, wcs))
+    if any(c.name.startswith("aper_matched_") for c in columns):
+        sources = detect.source_mask(segm, dilate=int(np.ceil(2 * max(p.psf_fwhm_pix for p in preps))),
+                                     shape=det.shape)
+        matched, meta["psf_matched_to"] = matched_aperture_columns(preps, x, y, sources | det_bad)
+        v.update(matched)
     # Best position: the first band's PSF fits on the exposures, else on the image, else the centroid.
     ra_psf, dec_psf = v[f"ra_psf_{first}"], v[f"dec_psf_{first}"]
     use_psf = psf_ok_any & np.isfinite(ra_psf) & np.isfinite(dec_psf)

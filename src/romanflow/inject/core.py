@@ -247,7 +247,10 @@ def _inject_one(target: Target, sources, out: Path, *, noise: bool, rng, catalog
     data, var_poisson, err = _variance_arrays(target)
     k = variance_per_flux(data, var_poisson)
     extra_var = k * added
-    delta = added + (poisson_noise_for(added, k, rng) if noise else 0.0)
+    delta = added
+    if noise:
+        shot = poisson_noise_for(added, k, rng)
+        delta = added + (_correlated_like(data, err, shot) if target.level == "L3" else shot)
     provenance = {
         "parent": target.path.name,
         "parents": [str(target.path)],
@@ -269,6 +272,27 @@ def _inject_one(target: Target, sources, out: Path, *, noise: bool, rng, catalog
     table_path = write_sources_table(table, sources_table_path(out), provenance)
     _log.info("%s: %d sources injected", out, len(table))
     return InjectedImage(out, target.path, target.level, target.band, table, table_path)
+
+
+def _correlated_like(data, err, noise) -> np.ndarray:
+    """``noise`` (independent per pixel) given the pixel-to-pixel correlation of a resampled image's
+    own noise, each pixel's variance kept: drizzling spreads a source's shot noise over neighbouring
+    mosaic pixels as it spreads the background's, and the catalog's errors on a mosaic assume it.
+
+    The correlation is measured on the image between sources
+    (:func:`romanflow.catalog.detect.noise_correlation`); the noise is convolved with the kernel
+    whose autocorrelation it is (:func:`romanflow.kernels.injection.correlation_kernel`), so it also
+    reaches a few pixels around the stamps, as a drizzled star's noise does."""
+    from romanflow.catalog import detect
+    from romanflow.kernels.injection import correlation_kernel
+    from romanflow.psf import convolve_same
+
+    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0)
+    background, _ = detect.estimate_background(np.where(bad, 0.0, data), box_size=64, mask=bad)
+    rho = detect.noise_correlation(np.where(bad, 0.0, data - background), np.where(bad, 1.0, err), bad)
+    if not (np.isfinite(rho).all() and rho[rho.shape[0] // 2, rho.shape[1] // 2] > 0):
+        return noise
+    return convolve_same(noise, correlation_kernel(rho / rho[rho.shape[0] // 2, rho.shape[1] // 2]))
 
 
 def _write_l2(target: Target, out: Path, delta, extra_var, footprint, provenance) -> None:

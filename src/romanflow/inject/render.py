@@ -66,8 +66,13 @@ class PSFProvider:
     * An L2 image whose detector is known: the PSF API's effective PSF at the
       source's position on the detector (:func:`romanflow.psf.psf_image`), on a
       :data:`PSF_GRID_PIX` grid.
-    * Otherwise (a mosaic, a Gaussian asked for with ``psf_fwhm_arcsec``): the
-      catalog's PSF model of the image
+    * A mosaic whose members are known: stars are the mosaic's own PSF at their
+      position (:attr:`romanflow.catalog.band_image.BandImage.mosaic_psf`, the
+      members' PSFs drizzled as the data were, :meth:`star_stamps`), the image the
+      catalog's fits on the mosaic expect; galaxies, whose extent smooths the
+      drizzle's pixel-phase pattern, are convolved with the catalog's PSF model.
+    * Otherwise (a Gaussian asked for with ``psf_fwhm_arcsec``, a mosaic without
+      its members): the catalog's PSF model of the image
       (:attr:`romanflow.catalog.band_image.BandImage.psf_model`: the drizzled
       mix of a mosaic's detectors), or a Gaussian of the image's FWHM.
     """
@@ -75,6 +80,7 @@ class PSFProvider:
     def __init__(self, band_image, *, detector=None, science_size: int | None = None, gaussian: bool = False):
         self.band_image = band_image
         self.detector = None if gaussian else detector
+        self.mosaic_psf = None if gaussian or detector is not None else getattr(band_image, "mosaic_psf", None)
         self.offset = 0.0
         if self.detector is not None and science_size is not None:
             from romanflow.geometry import patch_offset
@@ -97,6 +103,14 @@ class PSFProvider:
             samples, oversample = sampled_psf(model, oversample=PSF_OVERSAMPLE, half_size_pix=PSF_SIZE_PIX // 2)
             self._fixed = ImagePSF(np.ascontiguousarray(samples, np.float64), int(oversample))
         return self._fixed
+
+    def star_stamps(self, x, y, half: int) -> np.ndarray | None:
+        """Unit-flux images ``(n, 2·half + 1, 2·half + 1)`` of stars at image pixels (x, y), centred on
+        the nearest pixels, from the mosaic's own PSF; None when the image has none."""
+        if self.mosaic_psf is None or len(x) == 0:
+            return None
+        return np.nan_to_num(self.mosaic_psf.stamps(np.asarray(x, float), np.asarray(y, float), half=int(half)),
+                             nan=0.0)
 
     def at(self, x: float, y: float) -> ImagePSF:
         """The effective PSF for a source at image pixel (x, y)."""
@@ -205,9 +219,16 @@ def render_sources(sources: pd.DataFrame, x, y, flux, psf: PSFProvider, wcs) -> 
     galaxies = np.nonzero(kinds != "star")[0]
     jacobians = dict(zip(galaxies, sky_to_pixel_jacobian(wcs, sources["ra"].to_numpy(float)[galaxies],
                                                          sources["dec"].to_numpy(float)[galaxies])))
+    stars = np.nonzero(kinds == "star")[0]
+    star_half = psf.at(0.0, 0.0).half if len(stars) else 0
+    drizzled = psf.star_stamps(np.asarray(x, float)[stars], np.asarray(y, float)[stars], star_half)
+    drizzled = dict(zip(stars, drizzled)) if drizzled is not None else {}
     for k in range(len(rows)):
         local = psf.at(float(x[k]), float(y[k]))
-        if kinds[k] == "star":
+        if kinds[k] == "star" and k in drizzled:
+            half = star_half
+            stamp = float(flux[k]) * drizzled[k]
+        elif kinds[k] == "star":
             half = local.half
             stamp = point_source_stamp(local.epsf, local.oversample, float(x[k]), float(y[k]), float(flux[k]), half)
         else:

@@ -151,3 +151,34 @@ def poisson_noise_for(added, variance_per_flux, rng: np.random.Generator) -> np.
     counts = added[where] / k[where]
     noise[where] = k[where] * rng.poisson(counts) - added[where]
     return noise
+
+
+def correlation_kernel(correlation) -> np.ndarray:
+    """A kernel ``h`` whose autocorrelation is ``correlation``: white noise of unit variance
+    convolved with ``h`` has that correlation between pixels (and unit variance).
+
+    Parameters
+    ----------
+    correlation : ndarray (2L + 1, 2L + 1)
+        Normalised noise correlation, ``ρ[L + dy, L + dx]``, ``ρ[L, L] = 1``
+        (:func:`romanflow.catalog.detect.noise_correlation` divided by its centre).
+
+    Returns
+    -------
+    ndarray (4L + 1, 4L + 1)
+        ``h``, centred, with ``Σ h² = 1``: the square root of the correlation's power
+        spectrum (negative powers, from a noisy measurement, set to 0).
+    """
+    rho = np.asarray(correlation, np.float64)
+    if rho.ndim != 2 or rho.shape[0] != rho.shape[1] or rho.shape[0] % 2 == 0:
+        raise ValueError(f"correlation must be a square array with an odd side, got {rho.shape}")
+    lag = rho.shape[0] // 2
+    n = 4 * lag + 1
+    padded = np.zeros((n, n))
+    padded[lag:lag + rho.shape[0], lag:lag + rho.shape[0]] = rho
+    power = np.fft.fft2(np.fft.ifftshift(padded)).real
+    h = np.fft.fftshift(np.fft.ifft2(np.sqrt(np.clip(power, 0.0, None))).real)
+    norm = np.sqrt(np.sum(h**2))
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError("the correlation has no positive power")
+    return h / norm

@@ -60,6 +60,10 @@ class NoUsablePixelsError(RomanflowError):
     """No input pixel can go into the output: every input is empty, or none lands on the output grid."""
 
 
+#: Inputs with at least this many pixels are collected (gc) once added; small stamps are not.
+_COLLECT_PIXELS = 1_000_000
+
+
 # --------------------------------------------------------------------- kernels
 def sky_level(data: np.ndarray, good: np.ndarray, sigma: float = 3.0, maxiters: int = 10,
               subsample: int = 4) -> float:
@@ -401,8 +405,10 @@ def resample(inputs: Iterable, out_wcs, *, kernel: str = "square", pixfrac: floa
         if acc.add(image, sky=sky if np.isfinite(sky) else 0.0, bad_bits=bad_bits) is None:
             left_out.append((n, label))
         n += 1
+        large = np.size(image.data) >= _COLLECT_PIXELS
         del image, item
-        gc.collect()
+        if large:  # the image's WCS objects hold reference cycles: free its arrays before the next one
+            gc.collect()
     if n == 0:
         raise RomanflowError("no inputs to resample")
     if len(left_out) == n:
