@@ -336,10 +336,10 @@ def _read_parquet(path: Path, size: int) -> ProductRecord:
             c["software_version"] = json.loads(md.get("romanflow.version", "null"))
         except (ValueError, TypeError):
             raise InputFileError(path, "unreadable romanflow metadata in the Parquet footer") from None
-        try:
+        try:  # JSON as romanflow writes it; a bare name is accepted too
             catalog_kind = json.loads(md["romanflow.catalog_kind"])
         except (ValueError, TypeError):
-            raise InputFileError(path, "unreadable romanflow metadata in the Parquet footer") from None
+            catalog_kind = md["romanflow.catalog_kind"]
         if catalog_kind in _CATALOG_SUBTYPES:
             c["dataproduct_subtype"] = _CATALOG_SUBTYPES[catalog_kind]
         c["skycell"] = obs_id

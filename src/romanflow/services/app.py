@@ -773,18 +773,12 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
-        state = {"status": 0, "bytes": 0}
+        state = {"status": 0, "bytes": 0, "logged": False}
 
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                state["bytes"] += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
+        def log():
+            if state["logged"]:
+                return
+            state["logged"] = True
             client = scope.get("client") or ("-", 0)
             query = scope.get("query_string", b"").decode("latin-1")
             line = (f'{client[0]} "{scope["method"]} {scope["path"]}{"?" + query if query else ""}" '
@@ -794,3 +788,17 @@ class AccessLogMiddleware:
                     self._file.write(line + "\n")
             else:
                 access_logger.info(line)
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    log()  # before the last bytes go out: a client that has its answer finds the line
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log()
