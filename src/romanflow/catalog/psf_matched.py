@@ -55,8 +55,8 @@ def band_psf_image(prep, x, y, half: int = _PSF_HALF_PIX, n_max: int = _N_MOSAIC
     On a mosaic with its own PSF (:attr:`PreparedImage.mosaic_psf`): the mean of that PSF at up
     to ``n_max`` of the sources' positions (x, y), spread over the image and over the sub-pixel
     phases of the members' pixels, each for a source on the nearest mosaic pixel centre: the
-    drizzled PSF as it is on average, wings cut at ``half`` pixels (its sum is the fraction of the flux inside). Otherwise the image's
-    PSF model (:func:`pixel_psf`)."""
+    drizzled PSF as it is on average, wings cut at ``half`` pixels (its sum is the fraction of
+    the flux inside). Otherwise the image's PSF model (:func:`pixel_psf`)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if getattr(prep, "mosaic_psf", None) is None or len(x) == 0:
         return pixel_psf(prep.psf_model, half)
