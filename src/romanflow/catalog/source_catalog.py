@@ -89,9 +89,8 @@ def _mosaic_psf_columns(prep: PreparedImage, v: dict, wcs) -> dict:
     refine = np.nonzero(ok & ~from_exposures)[0]
     if refine.size:
         x[refine], y[refine] = photometry.refine_positions_with_stamps(
-            prep.data, prep.weight_err, x[refine], y[refine],
-            lambda xs, ys, half, centre: prep.mosaic_psf.stamps(xs, ys, half=half, centre=centre),
-            fit_half=fit_half, mask=prep.bad)
+            prep.data, prep.weight_err, x[refine], y[refine], prep.mosaic_psf.stamps, fit_half=fit_half,
+            mask=prep.bad)
     out = {f"psf_{b}_flux": np.asarray(v[f"psf_{b}_flux"], np.float64).copy(),
            f"psf_{b}_flux_err": np.asarray(v[f"psf_{b}_flux_err"], np.float64).copy(),
            f"psf_gof_{b}": np.asarray(v[f"psf_gof_{b}"], np.float64).copy()}

@@ -104,13 +104,15 @@ class PSFProvider:
             self._fixed = ImagePSF(np.ascontiguousarray(samples, np.float64), int(oversample))
         return self._fixed
 
-    def star_stamps(self, x, y, half: int) -> np.ndarray | None:
+    def star_stamps(self, x, y) -> tuple[np.ndarray | None, int]:
         """Unit-flux images ``(n, 2·half + 1, 2·half + 1)`` of stars at image pixels (x, y), centred on
-        the nearest pixels, from the mosaic's own PSF; None when the image has none."""
+        the nearest pixels, from the mosaic's own PSF, and ``half`` (that of the image's PSF model);
+        ``(None, 0)`` when the image has no PSF of its own."""
         if self.mosaic_psf is None or len(x) == 0:
-            return None
-        return np.nan_to_num(self.mosaic_psf.stamps(np.asarray(x, float), np.asarray(y, float), half=int(half)),
-                             nan=0.0)
+            return None, 0
+        half = self._image_model().half
+        stamps = self.mosaic_psf.stamps(np.asarray(x, float), np.asarray(y, float), half=half)
+        return np.nan_to_num(stamps, nan=0.0), half
 
     def at(self, x: float, y: float) -> ImagePSF:
         """The effective PSF for a source at image pixel (x, y)."""
@@ -220,8 +222,7 @@ def render_sources(sources: pd.DataFrame, x, y, flux, psf: PSFProvider, wcs) -> 
     jacobians = dict(zip(galaxies, sky_to_pixel_jacobian(wcs, sources["ra"].to_numpy(float)[galaxies],
                                                          sources["dec"].to_numpy(float)[galaxies])))
     stars = np.nonzero(kinds == "star")[0]
-    star_half = psf.at(0.0, 0.0).half if len(stars) else 0
-    drizzled = psf.star_stamps(np.asarray(x, float)[stars], np.asarray(y, float)[stars], star_half)
+    drizzled, star_half = psf.star_stamps(np.asarray(x, float)[stars], np.asarray(y, float)[stars])
     drizzled = dict(zip(stars, drizzled)) if drizzled is not None else {}
     for k in range(len(rows)):
         local = psf.at(float(x[k]), float(y[k]))
