@@ -48,3 +48,48 @@ def test_serve_port_is_checked():
         assert exc.code == 2
     else:
         raise AssertionError("port 70000 accepted")
+
+
+def test_listening_socket_turns_nagle_off_on_connections():
+    """asyncio (under uvicorn) sets TCP_NODELAY on each accepted connection only when the listening socket
+    names its protocol; with Nagle on, answers on kept-alive connections waited for delayed ACKs."""
+    import asyncio
+    import socket
+
+    from romanflow.cli.serve import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    sock.listen(4)
+    port = sock.getsockname()[1]
+    seen = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            s = transport.get_extra_info("socket")
+            seen.append(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.read()
+            writer.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
+
+
+def test_listening_socket_refuses_a_used_port():
+    import pytest
+
+    from romanflow.cli.serve import listening_socket
+    from romanflow.errors import ParameterError
+
+    first = listening_socket("127.0.0.1", 0)
+    first.listen(1)
+    try:
+        with pytest.raises(ParameterError, match="--port"):
+            listening_socket("127.0.0.1", first.getsockname()[1])
+    finally:
+        first.close()
