@@ -11,7 +11,9 @@ non-destructive reads, as defined by the exposure's read pattern):
     tridiagonal covariance.
 
 :func:`fit_ramps` picks one by name. The per-read-pattern tables are in
-:mod:`.tables`, the result type and the per-pixel output step in :mod:`.common`.
+:mod:`.tables`; the result type, the per-pixel output step and the GLS jump test
+on resultant differences (the likelihood fit's, and the Casertano fit's for hits
+split across a multi-read resultant) in :mod:`.common`.
 
 Both are pure kernels: arrays in, arrays out, no metadata. Units: resultants
 in DN, read noise in DN per read, gain in e⁻/DN; rates in DN/s and variances

@@ -3,12 +3,18 @@
 Resultant differences d_i = ΔR_i/Δt̄_i have a tridiagonal covariance (read
 noise + Poisson), so the generalised least-squares rate and its χ² come from
 O(n) tridiagonal algebra. The covariance is evaluated at a rate first guessed
-from the median difference and then at the fitted rate. Jumps: the single
-difference (or adjacent pair sharing a multi-read resultant) whose removal
-lowers χ² the most is dropped while the improvement exceeds 4.75² (pair: 26.2,
-the χ²₂ value at the same p-value), then the fit is repeated. Only differences
-that rise above the fit count (cosmic rays add charge), which halves the false
-jumps of a two-sided test.
+from the median difference (for the jump search, at the jump-free fit's rate
+where that is higher) and then at the fitted rate. Jumps: the single
+difference, or the adjacent pair around a multi-read resultant, whose removal
+lowers χ² the most is dropped while the improvement exceeds 4.75², then the fit
+is repeated. Only differences that rise above the fit count (cosmic rays add
+charge), which halves the false jumps of a two-sided test. A pair counts only
+when both its differences gain charge: that is a hit inside the resultant,
+whose charge is split between the differences before and after it, with the
+split as the one free parameter, so it takes the single difference's
+threshold (see :func:`.common.jump_chi2`). With the χ²₂ value at the same
+p-value (26.2) instead, 0.7 % of the hits of 10-30σ in MA table 4 went
+unflagged (benchmarks/ramp_methods.py), nearly all inside multi-read resultants.
 
 Units: resultants in DN, read noise in DN per read, gain in e⁻/DN; rates in
 DN/s and variances in (DN/s)².
@@ -25,69 +31,53 @@ from numba import prange
 
 from romanflow.detector import ReadPattern
 from romanflow.kernels.ramp.casertano import fit_ramps_casertano
-from romanflow.kernels.ramp.common import RampFit, allocate_outputs, prepare_inputs, store_pixel
-from romanflow.kernels.ramp.tables import difference_tables
+from romanflow.kernels.ramp.common import (
+    PAIR_THRESHOLD,
+    RampFit,
+    allocate_outputs,
+    gls_differences,
+    jump_chi2,
+    prepare_inputs,
+    store_pixel,
+)
+from romanflow.kernels.ramp.tables import difference_covariance
 
 #: Likelihood jump thresholds: χ² improvement for dropping one difference (4.75σ), and for
-#: dropping an adjacent pair (the χ²₂ quantile at the same p-value, 26.2). At 4.5σ (23.8 for
-#: pairs) about 1e-4 of clean read-noise-dominated pixels got a false jump.
+#: dropping an adjacent pair whose differences both gain charge (the same). At 4.5σ (pairs then
+#: at the χ²₂ quantile, 23.8) about 1e-4 of clean read-noise-dominated pixels got a false jump.
 LIKELY_THRESHOLD_ONE = 4.75**2
-LIKELY_THRESHOLD_TWO = -2.0 * math.log(math.erfc(4.75 / math.sqrt(2.0)))
+LIKELY_THRESHOLD_TWO = PAIR_THRESHOLD
+#: A pair is dropped instead of the best single difference only if it lowers χ² by this much
+#: more: a single jump next to an upward fluctuation then loses one difference, not two, and
+#: keeps its flag on the resultant after the jump.
+PAIR_MARGIN = 4.0
 
 
 @numba.njit(cache=True, inline="always")
-def _likely_solve(d, use, m, fcov, rn2, ginv, arn, aph, brn, bph, a_diag, b_off, inv_fwd, y, z):
-    """GLS fit of the used differences at covariance rate ``fcov`` (DN/s).
+def _jump_choice(best1, arg1, best2, arg2, thr_one, thr_two, pair_margin):
+    """What to drop given :func:`.common.jump_chi2`'s result: 2 the pair, 1 the single difference, 0 nothing.
 
-    Fills ``a_diag``/``b_off`` (the covariance, unused differences decoupled
-    with unit variance), ``inv_fwd`` (inverse LDLᵀ pivots), ``y`` = C⁻¹u for
-    the use indicator u and ``z`` = C⁻¹(d − rate·u). Returns (rate, uᵀC⁻¹u).
+    The pair when it stands out, unless the best single difference also does and the pair
+    improves χ² by at most ``pair_margin`` more (a single jump next to an upward fluctuation).
     """
-    q = fcov * ginv
-    for i in range(m):
-        ui = 1.0 if use[i] else 0.0
-        a = rn2 * arn[i] + q * aph[i] if use[i] else 1.0
-        vi = d[i] * ui
-        if i > 0:
-            b = rn2 * brn[i - 1] + q * bph[i - 1] if (use[i] and use[i - 1]) else 0.0
-            b_off[i - 1] = b
-            l = b * inv_fwd[i - 1]
-            a_diag[i] = a
-            a -= l * b
-            ui -= l * y[i - 1]
-            vi -= l * z[i - 1]
-        else:
-            a_diag[i] = a
-        inv_fwd[i] = 1.0 / a
-        y[i] = ui
-        z[i] = vi
-    y[m - 1] *= inv_fwd[m - 1]
-    z[m - 1] *= inv_fwd[m - 1]
-    for i in range(m - 2, -1, -1):
-        y[i] = (y[i] - b_off[i] * y[i + 1]) * inv_fwd[i]
-        z[i] = (z[i] - b_off[i] * z[i + 1]) * inv_fwd[i]
-    s_tot = 0.0
-    num = 0.0
-    for i in range(m):
-        if use[i]:
-            s_tot += y[i]
-            num += y[i] * d[i]
-    rate = num / s_tot
-    for i in range(m):
-        z[i] -= rate * y[i]
-    return rate, s_tot
+    if arg2 >= 0 and best2 > thr_two and not (best1 > thr_one and best2 - best1 <= pair_margin):
+        return 2
+    if arg1 >= 0 and best1 > thr_one:
+        return 1
+    return 0
 
 
 @numba.njit(cache=True, parallel=True)
 def _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bph, pair_ok, detect_jumps,
-                   thr_one, thr_two, slope_out, vpois_out, vread_out, gdq_out, pdq_out, njump_out):
+                   thr_one, thr_two, pair_margin, slope_out, vpois_out, vread_out, gdq_out, pdq_out, njump_out):
     """Fit every pixel, rows in parallel, into the ``*_out`` arrays (see :func:`fit_ramps_likely`).
 
     resultants float32 (n, ny, nx) DN; groupdq uint8; read_noise (DN per read) and gain (e⁻/DN)
     float32 (ny, nx); dt1: Δt̄ of single differences (s); arn, aph: diagonal read (1/s²) and
     Poisson (1/s) covariance factors of the differences, brn, bph: the adjacent off-diagonal
     ones; pair_ok: whether adjacent differences share a multi-read resultant; thr_one, thr_two:
-    χ² improvements to drop one difference or a pair.
+    χ² improvements to drop one difference or a pair; pair_margin: how much more a pair must
+    improve χ² than the best single difference to be dropped instead.
     """
     n, ny, nx = resultants.shape
     m = n - 1
@@ -147,67 +137,34 @@ def _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bp
                             k += 1
                     med = srt[k // 2] if k % 2 == 1 else 0.5 * (srt[k // 2 - 1] + srt[k // 2])
                     fcov = max(med, 0.0)
-                    rate, s_tot = _likely_solve(d, use, m, fcov, rn2, ginv, arn, aph, brn, bph, a_diag, b_off,
-                                                inv_fwd, yv, zv)
+                    rate, s_tot = gls_differences(d, use, m, fcov, rn2, ginv, arn, aph, brn, bph, a_diag, b_off,
+                                                  inv_fwd, yv, zv)
                     if not detect_jumps or n_use < 3 or (not first and n_use <= 3):
                         break
                     first = False
+                    if rate > fcov:
+                        # test at the covariance of the jump-free fit's own rate (the null
+                        # hypothesis), or of the median where that is higher: a faint pixel's
+                        # median is noisy, and the Poisson variance it missed made false jumps
+                        rate, s_tot = gls_differences(d, use, m, rate, rn2, ginv, arn, aph, brn, bph, a_diag,
+                                                      b_off, inv_fwd, yv, zv)
                     # χ² improvement from freeing one difference (or an adjacent pair)
-                    best1 = -1.0
-                    arg1 = -1
-                    best2 = -1.0
-                    arg2 = -1
-                    q_next = 0.0
-                    p_next = 0.0
-                    inv_bwd_next = 0.0  # inverse backward pivot of row i+1
-                    for i in range(m - 1, -1, -1):
-                        hi = b_off[i] * b_off[i] * inv_bwd_next if i < m - 1 else 0.0
-                        inv_bwd = 1.0 / (a_diag[i] - hi)
-                        if use[i]:
-                            lo = b_off[i - 1] * b_off[i - 1] * inv_fwd[i - 1] if i > 0 else 0.0
-                            q_ii = 1.0 / (a_diag[i] - lo - hi)
-                            p_ii = q_ii - yv[i] * yv[i] / s_tot
-                            # only positive jumps (charge added): the fitted extra signal of a
-                            # freed difference is z_i/p_ii, of a freed pair the sum of P₂⁻¹z₂
-                            if p_ii > 0:
-                                dchi = zv[i] * zv[i] / p_ii
-                                if zv[i] > 0 and dchi > best1:
-                                    best1 = dchi
-                                    arg1 = i
-                                if i < m - 1 and use[i + 1] and pair_ok[i]:
-                                    q_off = -b_off[i] * inv_fwd[i] * q_next
-                                    p_off = q_off - yv[i] * yv[i + 1] / s_tot
-                                    det = p_ii * p_next - p_off * p_off
-                                    added = (p_next - p_off) * zv[i] + (p_ii - p_off) * zv[i + 1]
-                                    if det > 0 and added > 0:
-                                        dchi2 = (p_next * zv[i] * zv[i] - 2 * p_off * zv[i] * zv[i + 1]
-                                                 + p_ii * zv[i + 1] * zv[i + 1]) / det
-                                        if dchi2 > best2:
-                                            best2 = dchi2
-                                            arg2 = i
-                            q_next = q_ii
-                            p_next = p_ii
-                        inv_bwd_next = inv_bwd
-                    one_better = best1 - thr_one > best2 - thr_two
-                    if one_better and best1 > thr_one:
-                        use[arg1] = False
-                        n_use -= 1
-                        gdq_out[arg1 + 1, y, x] |= 4
-                        n_jumps += 1
-                    elif (not one_better) and best2 > thr_two:
-                        use[arg2] = False
-                        use[arg2 + 1] = False
-                        n_use -= 2
-                        gdq_out[arg2 + 1, y, x] |= 4
-                        n_jumps += 1
-                    else:
+                    best1, arg1, best2, arg2 = jump_chi2(use, m, pair_ok, a_diag, b_off, inv_fwd, yv, zv, s_tot)
+                    drop = _jump_choice(best1, arg1, best2, arg2, thr_one, thr_two, pair_margin)
+                    if drop == 0:
                         break
+                    lo = arg2 if drop == 2 else arg1
+                    for i in range(lo, lo + drop):
+                        use[i] = False
+                    n_use -= drop
+                    gdq_out[lo + 1, y, x] |= 4
+                    n_jumps += 1
                     if n_use == 0:
                         break
                 if n_use > 0:
                     # rate iteration: covariance at the fitted rate, then the final fit
-                    rate, s_tot = _likely_solve(d, use, m, max(rate, 0.0), rn2, ginv, arn, aph, brn, bph,
-                                                a_diag, b_off, inv_fwd, yv, zv)
+                    rate, s_tot = gls_differences(d, use, m, max(rate, 0.0), rn2, ginv, arn, aph, brn, bph,
+                                                  a_diag, b_off, inv_fwd, yv, zv)
                     slope = rate
                     vr = 0.0
                     vp = 0.0
@@ -243,7 +200,7 @@ def fit_ramps_likely(resultants, groupdq, read_noise, gain, read_pattern: ReadPa
         χ² improvement needed to drop one difference (default 4.75²).
     threshold_two : float
         χ² improvement needed to drop an adjacent pair of differences that
-        share a multi-read resultant (default 26.2).
+        share a multi-read resultant, both gaining charge (default 4.75²).
     threshold_intercept, threshold_constant : float
         Used only by the Casertano fallback for fewer than 4 resultants.
 
@@ -268,16 +225,9 @@ def fit_ramps_likely(resultants, groupdq, read_noise, gain, read_pattern: ReadPa
         return fit_ramps_casertano(resultants, groupdq, read_noise, gain, read_pattern,
                                    detect_jumps=detect_jumps, threshold_intercept=threshold_intercept,
                                    threshold_constant=threshold_constant)
-    dt1, rf1, pf1, _, _, _, off_read, off_poisson, pair_ok = difference_tables(read_pattern)
-    arn = rf1 / dt1**2
-    aph = pf1 / dt1**2
-    brn = off_read / (dt1[1:] * dt1[:-1])
-    bph = off_poisson / (dt1[1:] * dt1[:-1])
-    if brn.size == 0:
-        brn = np.zeros(1)
-        bph = np.zeros(1)
+    dt1, arn, aph, brn, bph, pair_ok = difference_covariance(read_pattern)
     out = allocate_outputs((ny, nx), n)
     _likely_kernel(resultants, groupdq, read_noise, gain, dt1, arn, aph, brn, bph, pair_ok,
-                   bool(detect_jumps), float(threshold_one), float(threshold_two), *out)
+                   bool(detect_jumps), float(threshold_one), float(threshold_two), PAIR_MARGIN, *out)
     return RampFit(*out)
 

@@ -117,3 +117,23 @@ def difference_tables(read_pattern: ReadPattern):
     pair_ok = nr[1:-1] > 1
     return dt1, rf1, pf1, dt2, rf2, pf2, off_read, off_poisson, pair_ok
 
+
+
+def difference_covariance(read_pattern: ReadPattern):
+    """Covariance factors of the single differences d_i = (R_{i+1} − R_i)/Δt̄_i (DN/s).
+
+    Returns ``dt1`` (Δt̄_i, s); ``arn``, ``aph``: the diagonal read (1/s², times σ² in DN²)
+    and Poisson (1/s, times rate/gain in DN²/s) factors; ``brn``, ``bph``: those of
+    adjacent differences (at least one element); ``pair_ok``: whether differences i and
+    i+1 share a multi-read resultant (a hit inside it splits its charge between them).
+    """
+    dt1, rf1, pf1, _, _, _, off_read, off_poisson, pair_ok = difference_tables(read_pattern)
+    arn = rf1 / dt1**2
+    aph = pf1 / dt1**2
+    brn = off_read / (dt1[1:] * dt1[:-1])
+    bph = off_poisson / (dt1[1:] * dt1[:-1])
+    if brn.size == 0:
+        brn = np.zeros(1)
+        bph = np.zeros(1)
+        pair_ok = np.zeros(1, bool)
+    return dt1, arn, aph, brn, bph, pair_ok
