@@ -35,6 +35,7 @@ CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 120
 #: Key of the PostgreSQL advisory lock that serialises ingest batches.
 _PG_LOCK_KEY = 0x726F6D61
+_SQLITE_IN_CHUNK = 5000  #: values per IN list on SQLite (its limit is 32766 variables a statement)
 #: File-name patterns of products when a folder is ingested, in the order levels are ingested.
 PRODUCT_PATTERNS = ("roman_wfi_*.asdf", "*_uncal.asdf", "*_cal.asdf", "*_cat.parquet", "*_coadd.asdf",
                     "*_outliers.parquet", "*_asn.json", "*_forced.parquet",
@@ -285,16 +286,27 @@ class Archive:
         report.seconds = time.perf_counter() - start
         return report
 
+    def in_clauses(self, column, values) -> list:
+        """Clauses ``column IN values``, as few as the backend takes: one comparison with an array parameter
+        on PostgreSQL (a long IN list costs it more to plan than to run), chunks of 5000 on SQLite."""
+        values = list(values)
+        if not values:
+            return []
+        if self.backend == "postgresql":
+            from sqlalchemy import any_, bindparam
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return [column == any_(bindparam(None, values, type_=ARRAY(column.type)))]
+        return [column.in_(values[k:k + _SQLITE_IN_CHUNK]) for k in range(0, len(values), _SQLITE_IN_CHUNK)]
+
     def _known_files(self, uris) -> dict:
         from sqlalchemy import select
 
         f = self.t["files"]
         out = {}
         with self._reader() as conn:
-            for k in range(0, len(uris), 500):
-                part = uris[k:k + 500]
-                for row in conn.execute(select(f.c.uri, f.c.obs_id, f.c.size, f.c.mtime_ns)
-                                        .where(f.c.uri.in_(part))).mappings():
+            for clause in self.in_clauses(f.c.uri, uris):
+                for row in conn.execute(select(f.c.uri, f.c.obs_id, f.c.size, f.c.mtime_ns).where(clause)).mappings():
                     out[row["uri"]] = dict(row)
         return out
 
@@ -330,9 +342,9 @@ class Archive:
         f, o, lin, src = self.t["files"], self.t["obscore"], self.t["lineage"], self.t["catalog_sources"]
         ids = [r.obs_id for r, _ in group]
         versions: dict[str, list] = {}
-        for k in range(0, len(ids), 500):
+        for clause in self.in_clauses(f.c.obs_id, ids):
             for row in conn.execute(select(f.c.obs_id, f.c.file_id, f.c.version, f.c.sha256, f.c.status)
-                                    .where(f.c.obs_id.in_(ids[k:k + 500]))).mappings():
+                                    .where(clause)).mappings():
                 versions.setdefault(row["obs_id"], []).append(dict(row))
         now = time.time()
         todo = []
@@ -348,8 +360,8 @@ class Archive:
         superseded = [v["file_id"] for _, _, known in todo for v in known if v["status"] == "current"]
         replaced = [r.obs_id for r, _, known in todo if known]
         if superseded:
-            for k in range(0, len(superseded), 500):
-                conn.execute(update(f).where(f.c.file_id.in_(superseded[k:k + 500])).values(status="superseded"))
+            for clause in self.in_clauses(f.c.file_id, superseded):
+                conn.execute(update(f).where(clause).values(status="superseded"))
         if replaced:
             for k in range(0, len(replaced), 500):
                 part = replaced[k:k + 500]
@@ -454,10 +466,10 @@ class Archive:
         if not wanted:
             return
         rows = {}
-        for k in range(0, len(wanted), 500):
+        for clause in self.in_clauses(o.c.obs_id, wanted):
             for row in conn.execute(select(o.c.obs_id, o.c.t_min, o.c.t_max, o.c.t_exptime, o.c.vertices,
                                            o.c.detector, o.c.optical_element, o.c.s_resolution)
-                                    .where(o.c.obs_id.in_(wanted[k:k + 500]))).mappings():
+                                    .where(clause)).mappings():
                 rows[row["obs_id"]] = row
         for r in records:
             found = [rows[i] for i, role, _ in r.inputs if i in rows and role != REFERENCE]
@@ -592,9 +604,8 @@ class Archive:
                 found = [dict(r) for r in conn.execute(select(o.c.obs_pk, o.c.vertices).where(*where)).mappings()]
                 pks = [r["obs_pk"] for r in _refine(found, refine)]
                 rows = []
-                for k in range(0, len(pks), 500):
-                    rows += [dict(r) for r in conn.execute(select(*columns).where(o.c.obs_pk.in_(pks[k:k + 500])))
-                             .mappings()]
+                for clause in self.in_clauses(o.c.obs_pk, pks):
+                    rows += [dict(r) for r in conn.execute(select(*columns).where(clause)).mappings()]
                 rows.sort(key=lambda r: r["obs_id"])
             else:
                 stmt = select(*columns).where(*where).order_by(o.c.obs_id)
@@ -676,18 +687,18 @@ class Archive:
             while frontier:
                 depth += 1
                 nxt = []
-                for k in range(0, len(frontier), 500):
-                    part = frontier[k:k + 500]
+                for clause in self.in_clauses(lin.c.output_obs_id if direction == "up" else lin.c.input_obs_id,
+                                              frontier):
                     if direction == "up":
                         stmt = (select(lin.c.output_obs_id.label("parent"), lin.c.input_obs_id.label("obs_id"),
                                        lin.c.role, lin.c.detail)
                                 .join(f, f.c.file_id == lin.c.output_file_id)
-                                .where(f.c.status == "current", lin.c.output_obs_id.in_(part)))
+                                .where(f.c.status == "current", clause))
                     else:
                         stmt = (select(lin.c.input_obs_id.label("parent"), lin.c.output_obs_id.label("obs_id"),
                                        lin.c.role, lin.c.detail)
                                 .join(f, f.c.file_id == lin.c.output_file_id)
-                                .where(f.c.status == "current", lin.c.input_obs_id.in_(part)))
+                                .where(f.c.status == "current", clause))
                     for r in conn.execute(stmt).mappings():
                         if r["obs_id"] in seen:
                             continue
@@ -697,9 +708,9 @@ class Archive:
                 frontier = sorted(nxt)
             ids = [r["obs_id"] for r in rows]
             info = {}
-            for k in range(0, len(ids), 500):
+            for clause in self.in_clauses(o.c.obs_id, ids):
                 for r in conn.execute(select(o.c.obs_id, o.c.product_kind, o.c.product_level)
-                                      .where(o.c.obs_id.in_(ids[k:k + 500]))).mappings():
+                                      .where(clause)).mappings():
                     info[r["obs_id"]] = r
         for r in rows:
             i = info.get(r["obs_id"])
@@ -719,10 +730,9 @@ class Archive:
         with self._reader() as conn:
             while frontier:
                 nxt = []
-                for k in range(0, len(frontier), 500):
+                for clause in self.in_clauses(lin.c.input_obs_id, frontier):
                     stmt = (select(lin.c.output_obs_id).join(f, f.c.file_id == lin.c.output_file_id)
-                            .where(f.c.status == "current", lin.c.input_obs_id.in_(frontier[k:k + 500]),
-                                   lin.c.role != REFERENCE))
+                            .where(f.c.status == "current", clause, lin.c.role != REFERENCE))
                     for (oid,) in conn.execute(stmt):
                         if oid not in seen:
                             seen.add(oid)
