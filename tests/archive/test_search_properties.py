@@ -211,3 +211,20 @@ def test_maxrec_and_combined_criteria(survey_archive):
     combined = survey_archive.search(ra=0.0, dec=0.0, radius=1.5, band="F158", detector=["WFI01", "WFI02"])
     expected = [r["obs_id"] for r in everything if r["optical_element"] == "F158" and r["detector"] in ("WFI01", "WFI02")]
     assert sorted(combined["obs_id"]) == sorted(expected)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(dec=st.floats(-88.5, 88.5), s_max=st.floats(1e-4, 60.0), frac=st.floats(0.0, 1.0),
+       bearing=st.floats(0.0, 360.0))
+def test_ra_stretch_bounds_every_pair_within_reach(dec, s_max, frac, bearing):
+    """The linear RA bound the SQL pre-filter uses holds for every separation up to its s_max."""
+    from romanflow.archive.core import ra_stretch
+
+    k = ra_stretch(dec, s_max)
+    if k is None:
+        return
+    sep = frac * s_max
+    other = _offset(_unit(10.0, dec), sep, bearing)
+    ra2, _ = _to_radec(other)
+    d_ra = abs((ra2 - 10.0 + 180.0) % 360.0 - 180.0)
+    assert d_ra <= k * sep + 1e-9

@@ -878,21 +878,33 @@ def _near_centre(o, ra: float, dec: float, radius: float):
     """A necessary condition, in SQL on the ObsCore centre columns, for a footprint to meet a cap.
 
     A footprint lies in the cap of diameter ``s_fov`` around (``s_ra``, ``s_dec``), so it can meet the query
-    cap only if those centres are within ``radius + s_fov/2``: at most that apart in declination and, within
-    the cap's declination band, at most that over cos(dec) in right ascension (checked across RA 0/360;
-    not near a pole). The HEALPix cells of a 10' cone hand about five candidates to the exact test for every
-    match; this keeps about one and a half.
+    cap only if the two centres are at most s = ``radius + s_fov/2`` apart: then |Δdec| <= s, and (from the
+    haversine formula) sin(|Δra|/2) <= sin(s/2)/cos(d), d the larger |dec| of the two. That bound on |Δra|
+    is convex in s, so for every s up to ``radius + 1°`` it lies under the chord s·f(s_max)/s_max, a linear
+    test SQL can make (across RA 0/360). Footprints wider than 2° skip the test. The HEALPix cells of a 10'
+    cone hand about five candidates to the exact test for every match; this keeps about one and a half.
     """
     from sqlalchemy import and_, literal, or_
 
     reach = literal(float(radius) + 1e-6) + o.c.s_fov / 2.0
     near = [(o.c.s_dec - dec).between(-reach, reach)]
-    extreme = abs(float(dec)) + float(radius) + _WIDE_FOOTPRINT_DEG / 2.0
-    if extreme < 80.0:
-        stretch = 1.01 / math.cos(math.radians(extreme))  # 1 % over the small-angle bound
+    stretch = ra_stretch(dec, float(radius) + 1e-6 + _WIDE_FOOTPRINT_DEG / 2.0)
+    if stretch is not None:
         spread = reach * stretch
         near.append(or_(*[(o.c.s_ra - (ra + shift)).between(-spread, spread) for shift in (0.0, 360.0, -360.0)]))
     return or_(o.c.s_fov > _WIDE_FOOTPRINT_DEG, and_(*near))
+
+
+def ra_stretch(dec: float, s_max: float) -> float | None:
+    """k such that two points at most s <= ``s_max`` (deg) apart, one at declination ``dec``, differ in RA by
+    at most k·s (deg, wrapped); None where no such bound helps (near a pole, or s_max too large)."""
+    extreme = abs(float(dec)) + s_max
+    if extreme >= 89.0:
+        return None
+    ratio = math.sin(math.radians(s_max) / 2.0) / math.cos(math.radians(extreme))
+    if ratio >= 1.0:
+        return None
+    return math.degrees(2.0 * math.asin(ratio)) / s_max * (1.0 + 1e-9)
 
 
 def _exact_overlaps(texts, tests) -> np.ndarray:
