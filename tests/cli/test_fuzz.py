@@ -3,7 +3,9 @@ or makes exactly the product the intact file gives. Never a traceback, never a s
 product.
 
 A plan is YAML that people edit, so a flip that leaves a valid but different plan is accepted there (a
-dry run writes no product); the products (ASDF, Parquet) must not change silently.
+dry run writes no product); the products (ASDF, Parquet) must not change silently, except where a flip in
+an ASDF tree turns a digit of a number into another digit: that is a valid file with another value, which
+no reader can tell from one edited on purpose (ASDF checksums blocks, not the tree).
 
 Positions are drawn with a fixed seed per kind, spread over the parts of the file format: for ASDF
 (L1, L2, L3) the YAML tree, the binary block headers and the compressed block data; for Parquet the
@@ -80,6 +82,12 @@ def flip_positions(kind: str, data: bytes) -> list[tuple[str, int]]:
             a, b = ranges[rng.choice(len(ranges), p=sizes / sizes.sum())]
             out.append((region, int(rng.integers(a, b))))
     return out
+
+
+def edited_value(region: str, data: bytes, offset: int, seed: int) -> bool:
+    """Whether the flip turns a digit of an ASDF tree into another digit (a valid, different number)."""
+    digits = b"0123456789"
+    return region == "tree" and data[offset] in digits and flipped(data, offset, seed)[offset] in digits
 
 
 def flipped(data: bytes, offset: int, seed: int) -> bytes:
@@ -181,7 +189,12 @@ def test_flipped_byte_fails_cleanly_or_changes_nothing(kind, index, valid_inputs
     record_property("region", region)
     record_property("exit_status", outcome.status)
     assert "Traceback" not in outcome.stderr, f"{where}\n{outcome.stderr[-3000:]}"
-    if outcome.status == 0:
+    if outcome.status == 0 and edited_value(region, data, offset, index):
+        # a digit of a number in the YAML tree turned into another digit: a valid file holding another
+        # value, as if edited by hand (ASDF checksums its blocks, not its tree), so a different product is
+        # the right answer; where the tree's bytes fall varies with the lengths of its log entries
+        pass
+    elif outcome.status == 0:
         stdout, products = intact_results[kind]
         got = outputs(folder / "out") if (folder / "out").exists() else {}
         assert same_outputs(got, products), f"{where}: exit 0 with a product different from the intact file's"
