@@ -340,7 +340,7 @@ class Archive:
         """Register records with distinct obs_ids inside the open transaction ``conn``."""
         from sqlalchemy import delete, select, update
 
-        f, o, lin, src = self.t["files"], self.t["obscore"], self.t["lineage"], self.t["catalog_sources"]
+        f, o, src = self.t["files"], self.t["obscore"], self.t["catalog_sources"]
         ids = [r.obs_id for r, _ in group]
         versions: dict[str, list] = {}
         for clause in self.in_clauses(f.c.obs_id, ids):

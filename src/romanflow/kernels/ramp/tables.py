@@ -118,7 +118,6 @@ def difference_tables(read_pattern: ReadPattern):
     return dt1, rf1, pf1, dt2, rf2, pf2, off_read, off_poisson, pair_ok
 
 
-
 def difference_covariance(read_pattern: ReadPattern):
     """Covariance factors of the single differences d_i = (R_{i+1} − R_i)/Δt̄_i (DN/s).
 
