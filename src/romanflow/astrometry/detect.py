@@ -1,9 +1,11 @@
 """Point-source detection and PSF-fit positions and fluxes on one L2 detector image.
 
 Kernel (:func:`detect_point_sources`): arrays in, table out. Background by
-:class:`photutils.background.Background2D`; detection by peaks of the
+:func:`romanflow.kernels.background.box_background` (sigma-clipped medians in
+64-pixel boxes, photutils' Background2D); detection by peaks of the
 matched-filter S/N map (image convolved with the effective PSF, divided by the
-noise of that sum); positions and fluxes by fitting the effective PSF with
+noise of that sum; :mod:`romanflow.kernels.matched_filter`); positions and
+fluxes by fitting the effective PSF with
 :func:`romanflow.kernels.psf_fit.fit_psf_sources` (Gauss-Newton in a 5x5 box,
 brightest first, each source with the current models of the others
 subtracted, over a few passes, so that close neighbours are fitted together).
@@ -14,8 +16,6 @@ image's WCS. Catalog files: :func:`write_source_catalog` (Parquet with units).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -100,26 +100,25 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
         keeps its detection peak as position and has NaN flux and errors.
         Empty (zero rows) when nothing is found.
     """
-    from astropy.convolution import convolve
-    from astropy.stats import SigmaClip
-    from photutils.background import Background2D, MedianBackground
-    from photutils.detection import find_peaks
+    from romanflow.kernels.background import box_background
+    from romanflow.kernels.matched_filter import detection_images, local_peaks, matched_filter_snr
 
-    data = np.asarray(data, dtype=float)
+    data = np.asarray(data)
+    if data.dtype.kind != "f":
+        data = data.astype(float)
     ny, nx = data.shape
     dq = np.zeros(data.shape, np.uint32) if dq is None else np.asarray(dq)
     bad = (dq & dqbits.DO_NOT_USE) != 0
     bad |= ~np.isfinite(data)
     box = background_box or max(16, min(64, min(ny, nx) // 4))
     try:
-        bkg = Background2D(np.where(bad, 0.0, data), (box, box), filter_size=(3, 3), mask=bad,
-                           sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=MedianBackground())
-        background, background_rms = bkg.background, bkg.background_rms
+        background, background_rms = box_background(data, bad, box, sigma=3.0)
     except ValueError:  # e.g. everything masked
         return _empty_table()
-    sigma = np.asarray(err, dtype=float) if err is not None else np.full(data.shape, np.nan)
-    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, background_rms)
-    residual = np.where(bad, 0.0, data - background)
+    err = np.full(data.shape, np.nan, np.float32) if err is None else np.asarray(err)
+    # the detection noise is the sky's (the sources' own shot noise would carve a dip, and a ring of
+    # false peaks, into the S/N map of every bright star)
+    residual, sigma, sky_variance = detection_images(data, err, bad, background, background_rms)
 
     stack = index = model = None
     offset = 0.0
@@ -128,25 +127,14 @@ def detect_point_sources(data, err, dq, psf, *, oversample: int = PSF_OVERSAMPLE
         model, oversample = psf, psf.oversample
         psf = model.epsf(float(np.clip(offset + (nx - 1) / 2.0, 0, N_PIX_SCIENCE - 1)),
                          float(np.clip(offset + (ny - 1) / 2.0, 0, N_PIX_SCIENCE - 1)))
-    kernel = _native_kernel(psf, oversample)
-    signal = convolve(residual, kernel, normalize_kernel=False, boundary="fill", fill_value=0.0)
-    # the detection noise is the sky's (the sources' own shot noise would carve a dip, and a ring of
-    # false peaks, into the S/N map of every bright star)
-    sky_variance = np.minimum(sigma, background_rms) ** 2
-    noise = np.sqrt(convolve(np.where(bad, 0.0, sky_variance), kernel**2, normalize_kernel=False,
-                             boundary="fill", fill_value=0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr_map = np.where(noise > 0, signal / noise, 0.0)
-    from photutils.utils.exceptions import NoDetectionsWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        peaks = find_peaks(snr_map, threshold=snr_threshold, box_size=3, border_width=1)
-    if peaks is None or len(peaks) == 0:
+    snr_map = matched_filter_snr(residual, sky_variance, _native_kernel(psf, oversample))
+    del sky_variance
+    x_peak, y_peak = local_peaks(snr_map, snr_threshold)
+    if x_peak.size == 0:
         return _empty_table()
-    px = np.asarray(peaks["x_peak"], dtype=float)
-    py = np.asarray(peaks["y_peak"], dtype=float)
-    peak_snr = np.asarray(peaks["peak_value"], dtype=float)
+    px = x_peak.astype(float)
+    py = y_peak.astype(float)
+    peak_snr = snr_map[y_peak, x_peak]
     if model is not None:
         stack, index = model.stack(px, py, offset=offset)
     return _fit_sources(residual, sigma, dq, bad, psf if stack is None else stack, oversample, px, py, peak_snr,
@@ -185,14 +173,17 @@ def _fit_sources(residual, sigma, dq, bad, psf, oversample, px, py, peak_snr, ps
 
         pairs = cKDTree(np.column_stack([x, y])).query_pairs(BLEND_RADIUS, output_type="ndarray")
         flags[np.unique(pairs.ravel())] |= source_flags.BLENDED
-    for k in range(len(x)):
-        sl = (slice(max(yi[k] - half, 0), max(yi[k] + half + 1, 0)),
-              slice(max(xi[k] - half, 0), max(xi[k] + half + 1, 0)))
-        box = dq[sl]
-        if np.any(((box & dqbits.SATURATED) != 0) & ((box & dqbits.DO_NOT_USE) != 0)):
-            flags[k] |= source_flags.SATURATED
-        if np.any(box & dqbits.DO_NOT_USE):
-            flags[k] |= source_flags.EDGE
+    saturated = np.zeros(len(x), bool)
+    unusable = np.zeros(len(x), bool)
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            yy, xx = yi + dy, xi + dx
+            inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+            box = np.where(inside, dq[np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)], 0)
+            unusable |= (box & dqbits.DO_NOT_USE) != 0
+            saturated |= ((box & dqbits.SATURATED) != 0) & ((box & dqbits.DO_NOT_USE) != 0)
+    flags[saturated] |= source_flags.SATURATED
+    flags[unusable] |= source_flags.EDGE
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(flux_err > 0, flux / flux_err, 0.0)
     rows = {

@@ -23,7 +23,11 @@ Independent fits (the default, run in parallel over sources) see the image
 as it is. With ``subtract_neighbours``, the sources are fitted one after the
 other, in the order given (brightest first is best), each on the image minus
 the current models of all the others, over ``passes`` passes: blends
-converge as their neighbours' models improve.
+converge as their neighbours' models improve. Two fits whose pixels (box and
+models) cannot overlap commute exactly, so each fit waits only for the earlier
+ones it overlaps: the sources are taken tile by tile (:data:`SCHEDULE_TILE`
+pixels, the PSF and the image stay in cache) and tiles that share no pixel
+are fitted in parallel, with the results of the given order bit for bit.
 
 Error model
 -----------
@@ -63,6 +67,7 @@ FIT_FLAGS = ("EDGE", "PSF_FIT_FAILED", "LEFT_BOX", "NOT_CONVERGED")
 MAX_ITER = 30  #: largest number of Gauss-Newton iterations of one fit
 STEP_LIMIT = 0.5  #: largest position change per iteration along either axis (pixels)
 TOLERANCE = 1e-4  #: a fit has converged when its position changes less than this along both axes (pixels)
+SCHEDULE_TILE = 512  #: side (pixels) of the tiles fitted in parallel with ``subtract_neighbours``
 
 
 @numba.njit(cache=True, inline="always")
@@ -245,6 +250,28 @@ def _fit_one(image, var, wvar, bad, x_start, y_start, f_start, x_box, y_box, eps
 
 
 @numba.njit(cache=True, parallel=True)
+def _pixel_arrays(data, err, weight_err, mask, image, bad, var, wvar, same_weights):
+    """Fill the fit's pixel arrays: ``bad`` (unusable), ``image`` (0 where bad), ``var``/``wvar`` (1 where bad)."""
+    ny, nx = data.shape
+    masked = mask.shape[0] > 0
+    for j in prange(ny):
+        for i in range(nx):
+            d = data[j, i]
+            e = err[j, i]
+            w = weight_err[j, i]
+            b = not (math.isfinite(d) and math.isfinite(e) and e > 0.0 and math.isfinite(w) and w > 0.0)
+            if masked and mask[j, i]:
+                b = True
+            bad[j, i] = b
+            image[j, i] = 0.0 if b else d
+            e = 1.0 if b else e
+            var[j, i] = e * e
+            if not same_weights:
+                w = 1.0 if b else w
+                wvar[j, i] = w * w
+
+
+@numba.njit(cache=True, parallel=True)
 def _fit_independent(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
                      flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
     nbox = (2 * half + 1) ** 2
@@ -257,30 +284,219 @@ def _fit_independent(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample,
 
 
 @numba.njit(cache=True)
-def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
-                         passes, model_half, flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
-    n = x0.shape[0]
+def _visit(work, var, wvar, bad, s, first_pass, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
+           model_half, mx, my, mf, flux, xf, yf, flux_err, x_err, y_err, chi2, flags, px, py):
+    """Fit source ``s`` on ``work`` with its own model put back, then subtract its new model from ``work``."""
+    epsf = epsfs[which[s]]
+    add_point_source(work, epsf, oversample, mx[s], my[s], mf[s], model_half)
+    start_flux = f0[s] if first_pass else mf[s]
+    (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
+     flags[s]) = _fit_one(work, var, wvar, bad, mx[s], my[s], start_flux, x0[s], y0[s], epsf, oversample,
+                          half, free, max_shift, bscale2, px, py)
+    # a fit that failed, left its box or has no positive flux leaves the previous model in place
+    if (flags[s] & (PSF_FIT_FAILED | LEFT_BOX)) == 0 and flux[s] > 0.0:
+        mx[s] = xf[s]
+        my[s] = yf[s]
+        mf[s] = flux[s]
+    add_point_source(work, epsf, oversample, mx[s], my[s], -mf[s], model_half)
+
+
+@numba.njit(cache=True)
+def _overlap_lists(cx, cy, placed, reach):
+    """Sources whose pixels within ``reach`` of their box centres may overlap: CSR ``(start, members)``.
+
+    ``cx, cy`` are the box centres (pixels); sources not ``placed`` touch no pixel and overlap nothing.
+    """
+    n = cx.shape[0]
+    size = 2 * reach
+    lo_x = hi_x = lo_y = hi_y = 0
+    first = True
+    for s in range(n):
+        if placed[s]:
+            if first:
+                lo_x = hi_x = cx[s]
+                lo_y = hi_y = cy[s]
+                first = False
+            lo_x = min(lo_x, cx[s])
+            hi_x = max(hi_x, cx[s])
+            lo_y = min(lo_y, cy[s])
+            hi_y = max(hi_y, cy[s])
+    nbx = (hi_x - lo_x) // size + 1
+    nby = (hi_y - lo_y) // size + 1
+    bucket = np.full(n, -1, np.int64)
+    count = np.zeros(nbx * nby + 1, np.int64)
+    for s in range(n):
+        if placed[s]:
+            bucket[s] = ((cy[s] - lo_y) // size) * nbx + (cx[s] - lo_x) // size
+            count[bucket[s] + 1] += 1
+    for b in range(nbx * nby):
+        count[b + 1] += count[b]
+    members_of_bucket = np.empty(count[-1], np.int64)
+    fill = count[:-1].copy()
+    for s in range(n):
+        if placed[s]:
+            members_of_bucket[fill[bucket[s]]] = s
+            fill[bucket[s]] += 1
+    start = np.zeros(n + 1, np.int64)
+    for sweep in range(2):
+        members = np.empty(start[-1] if sweep == 1 else 0, np.int64)
+        for s in range(n):
+            if not placed[s]:
+                if sweep == 0:
+                    start[s + 1] = 0
+                continue
+            bx = (cx[s] - lo_x) // size
+            by = (cy[s] - lo_y) // size
+            k = start[s]
+            for jy in range(max(by - 1, 0), min(by + 2, nby)):
+                for jx in range(max(bx - 1, 0), min(bx + 2, nbx)):
+                    b = jy * nbx + jx
+                    for q in range(count[b], count[b + 1]):
+                        t = members_of_bucket[q]
+                        if t != s and abs(cx[t] - cx[s]) <= size and abs(cy[t] - cy[s]) <= size:
+                            if sweep == 1:
+                                members[k] = t
+                            k += 1
+            if sweep == 0:
+                start[s + 1] = k - start[s]
+        if sweep == 0:
+            for s in range(n):
+                start[s + 1] += start[s]
+    return start, members
+
+
+@numba.njit(cache=True)
+def _run_tile(t, queue, queue_start, head, tail, tile, waiting, start, members, n, passes, work, var, wvar, bad, x0,
+              y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2, model_half, mx, my, mf, flux, xf, yf,
+              flux_err, x_err, y_err, chi2, flags):
+    """Fit the ready sources of tile ``t`` until none is left, releasing those of the same tile that wait on them."""
     nbox = (2 * half + 1) ** 2
     px = np.empty(nbox, np.int64)
     py = np.empty(nbox, np.int64)
-    work = data.copy()  # the image minus the current models of all sources
+    while head[t] < tail[t]:
+        v = queue[queue_start[t] + head[t]]
+        head[t] += 1
+        p = v // n
+        s = v - p * n
+        _visit(work, var, wvar, bad, s, p == 0, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
+               model_half, mx, my, mf, flux, xf, yf, flux_err, x_err, y_err, chi2, flags, px, py)
+        for w in _successors(s, p, n, passes, start, members):
+            if w >= 0 and tile[w % n] == t:
+                waiting[w] -= 1
+                if waiting[w] == 0:
+                    queue[queue_start[t] + tail[t]] = w
+                    tail[t] += 1
+
+
+@numba.njit(cache=True)
+def _successors(s, p, n, passes, start, members):
+    """Visits (``pass · n + source``) that must follow visit ``(p, s)``; -1 for none."""
+    out = np.full(start[s + 1] - start[s] + 1, -1, np.int64)
+    if p + 1 < passes:
+        out[0] = (p + 1) * n + s
+    for k in range(start[s], start[s + 1]):
+        t = members[k]
+        if t > s:
+            out[k - start[s] + 1] = p * n + t
+        elif p + 1 < passes:
+            out[k - start[s] + 1] = (p + 1) * n + t
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _fit_with_neighbours(data, var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
+                         passes, model_half, reach, tile_size, flux, xf, yf, flux_err, x_err, y_err, chi2, flags):
+    """Fits of all sources, each with the current models of the others subtracted (``data`` becomes the residual).
+
+    The result is that of visiting the sources in the order given, pass after pass. Two visits whose
+    pixels (fit box and models) cannot overlap commute exactly, so each visit waits only for the earlier
+    visits it overlaps (every pixel a visit touches lies within ``reach`` pixels of the source's box
+    centre); the sources are grouped in tiles of ``tile_size`` pixels (at least ``2 · reach``), and tiles
+    two apart, which share no pixel, are fitted in parallel. ``tile_size`` 0 visits them in the order given.
+    """
+    n = x0.shape[0]
+    ny, nx = data.shape
     mx = x0.copy()
     my = y0.copy()
     mf = np.zeros(n)
-    for p in range(passes):
-        for s in range(n):
-            epsf = epsfs[which[s]]
-            add_point_source(work, epsf, oversample, mx[s], my[s], mf[s], model_half)
-            start_flux = f0[s] if p == 0 else mf[s]
-            (flux[s], xf[s], yf[s], flux_err[s], x_err[s], y_err[s], chi2[s],
-             flags[s]) = _fit_one(work, var, wvar, bad, mx[s], my[s], start_flux, x0[s], y0[s], epsf, oversample,
-                                  half, free, max_shift, bscale2, px, py)
-            # a fit that failed, left its box or has no positive flux leaves the previous model in place
-            if (flags[s] & (PSF_FIT_FAILED | LEFT_BOX)) == 0 and flux[s] > 0.0:
-                mx[s] = xf[s]
-                my[s] = yf[s]
-                mf[s] = flux[s]
-            add_point_source(work, epsf, oversample, mx[s], my[s], -mf[s], model_half)
+    if tile_size == 0:
+        nbox = (2 * half + 1) ** 2
+        px = np.empty(nbox, np.int64)
+        py = np.empty(nbox, np.int64)
+        for p in range(passes):
+            for s in range(n):
+                _visit(data, var, wvar, bad, s, p == 0, x0, y0, f0, epsfs, which, oversample, half, free, max_shift,
+                       bscale2, model_half, mx, my, mf, flux, xf, yf, flux_err, x_err, y_err, chi2, flags, px, py)
+        return
+    placed = np.empty(n, np.bool_)
+    cx = np.zeros(n, np.int64)
+    cy = np.zeros(n, np.int64)
+    for s in range(n):
+        placed[s] = math.isfinite(x0[s]) and math.isfinite(y0[s])
+        if placed[s]:
+            cx[s] = int(math.floor(min(max(x0[s], -2.0 * reach), nx + 2.0 * reach) + 0.5))
+            cy[s] = int(math.floor(min(max(y0[s], -2.0 * reach), ny + 2.0 * reach) + 0.5))
+    start, members = _overlap_lists(cx, cy, placed, reach)
+    ntx = max((nx + tile_size - 1) // tile_size, 1)
+    nty = max((ny + tile_size - 1) // tile_size, 1)
+    ntiles = ntx * nty
+    tile = np.empty(n, np.int64)
+    sources_in_tile = np.zeros(ntiles + 1, np.int64)
+    for s in range(n):
+        tile[s] = (min(max(cy[s] // tile_size, 0), nty - 1) * ntx + min(max(cx[s] // tile_size, 0), ntx - 1)
+                   if placed[s] else 0)
+        sources_in_tile[tile[s] + 1] += 1
+    queue_start = np.zeros(ntiles, np.int64)
+    for t in range(1, ntiles):
+        queue_start[t] = queue_start[t - 1] + passes * sources_in_tile[t]
+    queue = np.empty(passes * n, np.int64)
+    head = np.zeros(ntiles, np.int64)
+    tail = np.zeros(ntiles, np.int64)
+    # earlier overlapping visits each visit waits for
+    waiting = np.empty(passes * n, np.int64)
+    for s in range(n):
+        earlier = 0
+        for k in range(start[s], start[s + 1]):
+            if members[k] < s:
+                earlier += 1
+        waiting[s] = earlier
+        for p in range(1, passes):
+            waiting[p * n + s] = 1 + start[s + 1] - start[s]
+        if earlier == 0:
+            queue[queue_start[tile[s]] + tail[tile[s]]] = s
+            tail[tile[s]] += 1
+    active = np.empty(ntiles, np.int64)
+    first = np.empty(ntiles, np.int64)
+    done = 0
+    while done < passes * n:
+        before = done
+        for colour in range(4):
+            m = 0
+            for t in range(ntiles):
+                if ((t // ntx) % 2) * 2 + (t % ntx) % 2 == colour and head[t] < tail[t]:
+                    active[m] = t
+                    first[m] = head[t]
+                    m += 1
+            for i in prange(m):
+                _run_tile(active[i], queue, queue_start, head, tail, tile, waiting, start, members, n, passes, data,
+                          var, wvar, bad, x0, y0, f0, epsfs, which, oversample, half, free, max_shift, bscale2,
+                          model_half, mx, my, mf, flux, xf, yf, flux_err, x_err, y_err, chi2, flags)
+            # release the visits of other tiles that waited on the ones just made
+            for i in range(m):
+                t = active[i]
+                for q in range(first[i], head[t]):
+                    v = queue[queue_start[t] + q]
+                    p = v // n
+                    for w in _successors(v - p * n, p, n, passes, start, members):
+                        if w >= 0 and tile[w % n] != t:
+                            waiting[w] -= 1
+                            if waiting[w] == 0:
+                                u = tile[w % n]
+                                queue[queue_start[u] + tail[u]] = w
+                                tail[u] += 1
+                done += head[t] - first[i]
+        if done == before:
+            raise RuntimeError("fit schedule: visits wait on each other")
 
 
 def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, weight_err=None, mask=None,
@@ -363,12 +579,10 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     passes = int(passes)
     if half < 0 or passes < 1:
         raise ValueError(f"half ({half}) must be >= 0 and passes ({passes}) >= 1")
-    bad = ~np.isfinite(data) | ~np.isfinite(err) | (err <= 0) | ~np.isfinite(weight_err) | (weight_err <= 0)
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.shape != data.shape:
             raise ValueError(f"mask {mask.shape} must have the shape of data {data.shape}")
-        bad |= mask
     x = np.ascontiguousarray(x, np.float64)
     y = np.ascontiguousarray(y, np.float64)
     n = x.size
@@ -385,16 +599,25 @@ def fit_psf_sources(data, err, x, y, epsf, oversample: int, *, flux_guess=None, 
     if n == 0:
         return out
     shift = half + 0.5 if max_shift is None else float(max_shift)
-    var = np.where(bad, 1.0, err) ** 2
-    wvar = np.where(bad, 1.0, weight_err) ** 2
-    image = np.where(bad, 0.0, data)
+    same_weights = weight_err is err
+    image = np.empty(data.shape)
+    bad = np.empty(data.shape, np.bool_)
+    var = np.empty(data.shape)
+    wvar = var if same_weights else np.empty(data.shape)
+    _pixel_arrays(data, err, weight_err, np.zeros((0, 0), np.bool_) if mask is None else mask, image, bad, var, wvar,
+                  same_weights)
     results = (out["flux"], out["x"], out["y"], out["flux_err"], out["x_err"], out["y_err"], out["reduced_chi2"],
                out["flags"])
     if subtract_neighbours:
         extent = (epsfs.shape[1] - 1) // 2 // oversample
-        reach = extent if model_half is None else int(model_half)
+        model_half = extent if model_half is None else int(model_half)
+        # every pixel a source's fits and models touch lies within `reach` of its box centre
+        reach = max(half, model_half + max(math.floor(shift + 0.5), 0) + 1) if math.isfinite(shift) else math.inf
+        tile = max(SCHEDULE_TILE, 2 * reach)
+        if tile >= max(data.shape):  # one tile: the sources one after the other
+            reach = tile = 0
         _fit_with_neighbours(image, var, wvar, bad, x, y, f0, epsfs, which, oversample, half, bool(free_position), shift,
-                             float(background_scale) ** 2, passes, reach, *results)
+                             float(background_scale) ** 2, passes, model_half, int(reach), int(tile), *results)
     else:
         _fit_independent(image, var, wvar, bad, x, y, f0, epsfs, which, oversample, half, bool(free_position), shift,
                          float(background_scale) ** 2, *results)
