@@ -150,3 +150,36 @@ def test_noiseless_rate_matches_the_mean_slope():
     # non-linearity is < 0.5% at these levels; Poisson and read noise average out over 60k
     # pixels; the channels' own 1/f noise leaves ~1% of scatter
     assert np.mean(slope[good]) == pytest.approx(np.mean(expected[good]), rel=0.03)
+
+
+def test_the_cone_cut_keeps_every_source_near_the_detector():
+    from romanflow.simulate.core import _sources_within
+
+    margin, size = 128, 4088
+    projection = geometry.DetectorProjection("WFI07", geometry.pointing_for(270.0, 66.0, 60.0), size)
+    grid = np.concatenate([np.linspace(-margin - 300.0, size - 1 + margin + 300.0, 301),
+                           np.linspace(-4000.0, 8000.0, 61)])
+    x, y = (v.ravel() for v in np.meshgrid(grid, grid))
+    x = np.concatenate([x, [-margin, size - 1 + margin] * 2])  # the corners of the grown array
+    y = np.concatenate([y, [-margin] * 2 + [size - 1 + margin] * 2])
+    ra, dec = projection.pixel_to_world(x, y)
+    kept = _sources_within(projection, ra, dec, size, margin)
+    near = (x >= -margin) & (x <= size - 1 + margin) & (y >= -margin) & (y <= size - 1 + margin)
+    assert np.all(np.diff(kept) > 0)
+    assert set(np.nonzero(near)[0]) <= set(kept)
+    far = np.hypot(x - (size - 1) / 2, y - (size - 1) / 2) > 0.8 * size
+    assert not np.isin(np.nonzero(far)[0], kept).any()  # the far ones are cut
+
+
+def test_dark_decay_is_added_as_the_kernel_gives_it():
+    from romanflow.detector import FRAME_TIME, ReadPattern, ma_table
+    from romanflow.kernels.dark_decay import dark_decay_signal
+    from romanflow.simulate.core import _add_dark_decay
+
+    pattern = ReadPattern(ma_table(4).as_list(), FRAME_TIME)
+    shape = (12, 256)
+    resultants = np.random.default_rng(3).normal(1000.0, 5.0, (pattern.n_resultants,) + shape).astype(np.float32)
+    expected = resultants + np.stack([dark_decay_signal(0.4, 23.0, pattern, shape, k)
+                                      for k in range(pattern.n_resultants)])
+    _add_dark_decay(resultants, 0.4, 23.0, pattern)
+    np.testing.assert_array_equal(resultants, expected)

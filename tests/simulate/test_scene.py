@@ -6,7 +6,15 @@ import pytest
 from astropy.table import Table
 
 from romanflow.errors import InputFileError, RomanflowError
-from romanflow.simulate.scene import GAIA_REF_EPOCH, Scene, gaia_catalog, random_scene, read_scene
+from romanflow.simulate.scene import (
+    GAIA_REF_EPOCH,
+    Scene,
+    _read_ecsv,
+    _read_plain_ecsv,
+    gaia_catalog,
+    random_scene,
+    read_scene,
+)
 
 
 def _slope(mags, lo, hi):
@@ -79,6 +87,41 @@ def test_read_scene_rejects_bad_catalogs(tmp_path):
         read_scene(gal)
     with pytest.raises(InputFileError, match="no such file"):
         read_scene(tmp_path / "missing.parquet")
+
+
+def test_ecsv_tables_read_fast_are_the_tables_astropy_reads(tmp_path):
+    table = Table({
+        "ra": [10.0, 10.01, 10.02], "flag": [True, False, True], "kind": ["star", "spiral galaxy", "x"],
+        "n": np.array([-3, 2, 300], "i2"), "count": np.array([1, 2, 4000000000], "u4"),
+        "mag_F158": np.array([18.0, 21.5, 22.25], "f4"),
+    })
+    for delimiter in (" ", ","):
+        path = tmp_path / f"plain{delimiter == ','}.ecsv"
+        table.write(path, format="ascii.ecsv", delimiter=delimiter)
+        fast = _read_plain_ecsv(path)
+        assert fast is not None
+        pd.testing.assert_frame_equal(fast, Table.read(path, format="ascii.ecsv").to_pandas(), check_exact=True)
+    # float32 text is converted through float64 as numpy converts it: this value rounds to 1.0 that way,
+    # to the next float32 when rounded once
+    path = tmp_path / "rounding.ecsv"
+    path.write_text("# %ECSV 1.0\n# ---\n# datatype:\n# - {name: f, datatype: float32}\n# schema: astropy-2.0\n"
+                    "f\n1.00000005960464477539062500000001\n")
+    assert _read_plain_ecsv(path)["f"].iloc[0] == Table.read(path, format="ascii.ecsv")["f"][0] == np.float32(1.0)
+    # a missing value is left to astropy, which masks it
+    table["ra"] = np.ma.masked_array(table["ra"], [False, True, False])
+    path = tmp_path / "masked.ecsv"
+    table.write(path, format="ascii.ecsv")
+    assert _read_plain_ecsv(path) is None
+    pd.testing.assert_frame_equal(_read_ecsv(path), Table.read(path, format="ascii.ecsv").to_pandas())
+
+
+def test_a_malformed_ecsv_catalog_is_one_error_line_naming_it(tmp_path):
+    path = tmp_path / "broken.ecsv"
+    Table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "mag_F158": [20.0, 21.0]}).write(path, format="ascii.ecsv")
+    path.write_text(path.read_text() + "5.0 6.0\n")  # a row one value short
+    with pytest.raises(InputFileError, match=r"broken\.ecsv: cannot read catalog") as caught:
+        read_scene(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_proper_motion_propagation():

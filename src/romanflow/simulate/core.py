@@ -59,11 +59,11 @@ from romanflow.detector import (
     total_size,
 )
 from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel
-from romanflow.kernels.dark_decay import dark_decay_signal
+from romanflow.kernels.dark_decay import pixel_read_times, resultant_factors
 from romanflow.errors import ParameterError, RomanflowError
 from romanflow.exposure import RampExposure
 from romanflow.simulate.ramp import COSMIC_RAY_RATE, draw_cosmic_rays, sample_resultants
-from romanflow.simulate.render import WING_SIZE, render_sources
+from romanflow.simulate.render import WING_SIZE, SourceRenderer
 from romanflow.simulate.scene import Scene, gaia_catalog, random_scene
 
 DEFAULT_START_TIME = "2027-06-01T00:00:00"
@@ -243,28 +243,37 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     seeds = np.random.SeedSequence([int(seed), detector_number(detector), 0x51A])
     ramp_seq, cr_seq, corr_seq = seeds.spawn(3)
 
-    # --- scene -> ideal rates (e-/s) on the science array
-    epoch = _decimal_year(start)
-    ra, dec = scene.positions_at(epoch)
-    x, y = projection.world_to_pixel(ra, dec)
-    margin = WING_SIZE // 2
-    near = (x > -margin) & (x < science_size - 1 + margin) & (y > -margin) & (y < science_size - 1 + margin)
-    idx = np.nonzero(near)[0]
-    sub = scene.table.iloc[idx].reset_index(drop=True)
-    mags = scene.magnitudes(optical_element)[idx]
-    flux_e = ab_to_electrons(mags, optical_element)
-    north, parity, scale, ra_c, dec_c = _local_orientation(projection, science_size)
-    sources_e = render_sources(sub, x[idx], y[idx], flux_e, (science_size, science_size), detector,
-                               optical_element, north_angle_deg=north, parity=parity, pixel_scale=scale)
-    sky_e = sky_rate(optical_element, ra_c, dec_c, start.datetime, scale**2) if sky else 0.0
-    timings["render"] = timings.get("render", 0.0) + clock() - t0
+    with SourceRenderer(detector, optical_element, (science_size, science_size)) as renderer:
+        # --- while the workers compute the PSFs: the sources near the detector, the detector's arrays
+        epoch = _decimal_year(start)
+        ra, dec = scene.positions_at(epoch)
+        margin = WING_SIZE // 2
+        idx = _sources_within(projection, ra, dec, science_size, margin)
+        x, y = projection.world_to_pixel(ra[idx], dec[idx])
+        near = (x > -margin) & (x < science_size - 1 + margin) & (y > -margin) & (y < science_size - 1 + margin)
+        idx, x, y = idx[near], x[near], y[near]
+        sub = scene.table.iloc[idx].reset_index(drop=True)
+        mags = scene.magnitudes(optical_element)[idx]
+        flux_e = ab_to_electrons(mags, optical_element)
+        north, parity, scale, ra_c, dec_c = _local_orientation(projection, science_size)
+        sky_e = sky_rate(optical_element, ra_c, dec_c, start.datetime, scale**2) if sky else 0.0
+        # the detector's per-pixel arrays (counted with the ramp)
+        t1 = clock()
+        flat = model.flat(optical_element)
+        for name in ("gain", "dark_rate", "pixel_response", "bias", "full_well", "linearity_coeffs", "read_noise"):
+            getattr(model, name)
+        arrays_s = clock() - t1
+        # --- scene -> ideal rates (e-/s) on the science array
+        sources_e = renderer.render(sub, x, y, flux_e, north_angle_deg=north, parity=parity, pixel_scale=scale)
+    timings["render"] = timings.get("render", 0.0) + clock() - t0 - arrays_s
 
-    t1 = clock()
+    t1 = clock() - arrays_s
     sci = model.science
     scene_e = np.zeros((n_total, n_total), dtype=np.float32)
     scene_e[sci] = sources_e + np.float32(sky_e)
     gain = model.gain
-    rate_e = scene_e * model.flat(optical_element) + model.dark_rate * gain
+    rate_e = scene_e * flat + model.dark_rate * gain
+    del scene_e, flat
 
     rng_cr = np.random.default_rng(cr_seq)
     hits = draw_cosmic_rays(model.pixel_response > 0, pattern.last_read, FRAME_TIME, rng_cr, rate=cosmic_ray_rate)
@@ -272,9 +281,7 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     resultants = sample_resultants(rate_e, gain, model.bias, model.full_well, model.linearity_coeffs,
                                    model.read_noise, table.as_list(), FRAME_TIME, row_seeds, hits)
     del rate_e
-    decay_amplitude, decay_time = model.dark_decay  # the signal after reset, in every pixel
-    for k in range(pattern.n_resultants):
-        resultants[k] += dark_decay_signal(decay_amplitude, decay_time, pattern, resultants.shape[1:], k)
+    _add_dark_decay(resultants, *model.dark_decay, pattern)  # the signal after reset, in every pixel
     if model.first_read_transient is not None:  # WFI18: the first read's transient, its size drawn per exposure
         from romanflow.kernels.wfi18_transient import first_read_share, transient_signal
 
@@ -333,15 +340,14 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     exposure = RampExposure(data=data, amp33=amp33, meta=meta)
 
     # --- truth
-    xs, ys = x[idx], y[idx]
-    on = projection.contains(xs, ys)
+    on = projection.contains(x, y)
     sources = pd.DataFrame({
         "source_id": sub["source_id"].to_numpy(np.int64),
         "type": sub["type"].astype(str).to_numpy(),
         "ra": ra[idx],
         "dec": dec[idx],
-        "x": xs,
-        "y": ys,
+        "x": x,
+        "y": y,
         "flux_e": flux_e,
         "flux_dn": flux_e / model.nominal_gain,
         "mag": mags,
@@ -357,6 +363,41 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     })
     return DetectorSimulation(exposure, sources, rate_dn, cosmic_rays, true_pointing,
                               extra={"sky_e": sky_e, "sources_e": sources_e})
+
+
+def _sources_within(projection, ra, dec, science_size: int, margin: float) -> np.ndarray:
+    """Indices (ascending) of the positions (deg) that may fall within ``margin`` pixels of the science array.
+
+    A cone around the array's centre that holds the array grown by ``margin`` pixels on every side,
+    with room to spare: only positions that cannot be near the array are left out.
+    """
+    edge = np.linspace(-margin - 1.0, science_size + margin, 9)
+    box_x = np.concatenate([edge, edge, np.full(9, edge[0]), np.full(9, edge[-1])])
+    box_y = np.concatenate([np.full(9, edge[0]), np.full(9, edge[-1]), edge, edge])
+    c = (science_size - 1) / 2.0
+    (ra0,), (dec0,) = projection.pixel_to_world(np.array([c]), np.array([c]))
+    box_ra, box_dec = projection.pixel_to_world(box_x, box_y)
+    radius = 1.02 * _separation_deg(ra0, dec0, box_ra, box_dec).max() + 1.0 / 3600.0
+    return np.nonzero(_separation_deg(ra0, dec0, ra, dec) <= radius)[0]
+
+
+def _separation_deg(ra0, dec0, ra, dec) -> np.ndarray:
+    """Angular distance (deg) of positions from (ra0, dec0), all in deg (haversine)."""
+    ra0, dec0, ra, dec = (np.radians(v) for v in (ra0, dec0, ra, dec))
+    h = np.sin((dec - dec0) / 2) ** 2 + np.cos(dec0) * np.cos(dec) * np.sin((ra - ra0) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+
+
+def _add_dark_decay(resultants: np.ndarray, amplitude: float, time_constant: float, pattern: ReadPattern) -> None:
+    """Add the dark-decay signal ``A·exp(−t/τ)`` of every pixel to float32 resultants in place (DN).
+
+    The signal of resultant k is that of :func:`romanflow.kernels.dark_decay.dark_decay_signal`.
+    """
+    if not (time_constant > 0):
+        raise ValueError(f"dark-decay time constant must be > 0 s, got {time_constant}")
+    pixel = np.exp(-pixel_read_times(resultants.shape[1:]) / time_constant)
+    for k, factor in enumerate(amplitude * resultant_factors(time_constant, pattern)):
+        resultants[k] += (factor * pixel).astype(np.float32)
 
 
 def _field_radius(pointing: geometry.Pointing, detectors, science_size) -> float:

@@ -54,9 +54,9 @@ def read_to_resultant(read_pattern) -> tuple[np.ndarray, np.ndarray]:
     return resultant_of_read, n_reads
 
 
-@numba.njit(cache=True)
-def _measured_level(linear, start, coeffs, y, x, max_iter):
-    """Newton solve of Σ_k coeffs[k, y, x]·m^k = linear from ``start``; returns (m, dlinear/dm at m)."""
+@numba.njit(cache=True, inline="always")
+def _measured_level(linear, start, coeffs, max_iter):
+    """Newton solve of Σ_k coeffs[k]·m^k = linear from ``start``; returns (m, dlinear/dm at m)."""
     m = start
     slope = 1.0
     for _ in range(max_iter):
@@ -64,7 +64,7 @@ def _measured_level(linear, start, coeffs, y, x, max_iter):
         slope = 0.0
         for c in range(coeffs.shape[0] - 1, -1, -1):
             slope = slope * m + value
-            value = value * m + coeffs[c, y, x]
+            value = value * m + coeffs[c]
         step = (value - linear) / slope
         m -= step
         if abs(step) < 1e-6:
@@ -82,7 +82,10 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
     for y in numba.prange(ny):
         np.random.seed(row_seeds[y])
         acc = np.zeros(n_res)
+        pixel_coeffs = np.empty(coeffs.shape[0])
         for x in range(nx):
+            for c in range(coeffs.shape[0]):
+                pixel_coeffs[c] = coeffs[c, y, x]
             lam = rate_e[y, x] * frame_time
             # Small means: inversion from a per-pixel exp(-lam); large: numba's PTRS sampler.
             small = lam < 30.0
@@ -95,7 +98,7 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
             q = 0.0
             # Measured level of the bias alone (start of the ramp).
             linear_prev = b
-            m, slope = _measured_level(b, b, coeffs, y, x, 50)
+            m, slope = _measured_level(b, b, pixel_coeffs, 50)
             p = y * nx + x
             hit = cr_start[p]
             hit_end = cr_start[p + 1]
@@ -122,7 +125,7 @@ def _accumulate_resultants(rate_e, gain, bias, full_well, coeffs, read_noise,
                 if linear != linear_prev:
                     # Warm start along the previous slope, then Newton steps on
                     # Σ c_k m^k = linear (one step usually reaches float precision).
-                    m, slope = _measured_level(linear, m + (linear - linear_prev) / slope, coeffs, y, x, 8)
+                    m, slope = _measured_level(linear, m + (linear - linear_prev) / slope, pixel_coeffs, 8)
                     linear_prev = linear
                 k = resultant_of_read[r]
                 if k >= 0:
@@ -170,11 +173,14 @@ def sample_resultants(rate_e, gain, bias, full_well, linearity_coeffs, read_nois
     resultant_of_read, n_reads = read_to_resultant(read_pattern)
     if cosmic_rays is not None and len(cosmic_rays["y"]):
         pixel = np.asarray(cosmic_rays["y"], np.int64) * nx + np.asarray(cosmic_rays["x"], np.int64)
+        if pixel.min() < 0 or pixel.max() >= ny * nx:
+            raise ValueError(f"cosmic-ray hits outside the {ny}x{nx} frame")
         read0 = np.asarray(cosmic_rays["read"], np.int64) - 1
         order = np.lexsort((read0, pixel))
         pixel, read0 = pixel[order], read0[order]
         amp = np.asarray(cosmic_rays["amplitude_e"], np.float64)[order]
-        cr_start = np.searchsorted(pixel, np.arange(ny * nx + 1)).astype(np.int64)
+        cr_start = np.zeros(ny * nx + 1, np.int64)
+        np.cumsum(np.bincount(pixel, minlength=ny * nx), out=cr_start[1:])
     else:
         read0 = np.zeros(0, np.int64)
         amp = np.zeros(0, np.float64)

@@ -271,6 +271,91 @@ def _normalise_table(df: pd.DataFrame, path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+#: ECSV datatypes read by the fast reader, as numpy dtypes (other columns: astropy's reader).
+_ECSV_DTYPES = {name: np.dtype(name) for name in (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float16", "float32", "float64")}
+
+
+def _read_ecsv(path) -> pd.DataFrame:
+    """An ECSV table as a DataFrame, as ``astropy.table.Table.read(...).to_pandas()`` makes it.
+
+    Plain tables (scalar columns of the numeric, bool and string datatypes, no missing value,
+    one delimiter character) are parsed by pyarrow, numbers through float64 or int64 as numpy
+    converts them; anything else, and any file pyarrow cannot parse, by astropy.
+    """
+    table = _read_plain_ecsv(path)
+    if table is not None:
+        return table
+    from astropy.table import Table
+
+    return Table.read(path, format="ascii.ecsv").to_pandas()
+
+
+def _read_plain_ecsv(path) -> pd.DataFrame | None:
+    """Fast path of :func:`_read_ecsv`; None for a table it leaves to astropy."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import yaml
+
+    header = []
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.startswith(b"#"):
+                names_line = raw.decode("utf-8", errors="replace").strip()
+                break
+            header.append(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        else:
+            return None
+    if not header or not header[0].startswith("# %ECSV") or len(header) < 2 or header[1].strip() != "# ---":
+        return None
+    try:
+        meta = yaml.safe_load("\n".join(line[2:] for line in header[2:]))
+    except yaml.YAMLError:
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("datatype"), list):
+        return None
+    delimiter = meta.get("delimiter", " ")
+    columns = meta["datatype"]
+    if delimiter not in (" ", ",") or not all(isinstance(c, dict) and set(c) <= {"name", "datatype", "unit",
+                                                                               "description", "format", "meta"}
+                                              for c in columns):
+        return None
+    names = [str(c.get("name")) for c in columns]
+    kinds = [c.get("datatype") for c in columns]
+    if names_line.split(delimiter) != names or len(set(names)) != len(names) \
+            or not all(k == "string" or k in _ECSV_DTYPES for k in kinds):
+        return None
+    parse_as = {"string": pa.string(), "bool": pa.bool_()}
+    column_types = {n: parse_as.get(k, pa.float64() if k.startswith("float") else pa.int64())
+                    for n, k in zip(names, kinds)}
+    try:
+        data = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=len(header) + 1, column_names=names, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True),
+            convert_options=pacsv.ConvertOptions(column_types=column_types, null_values=[""],
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                                 true_values=["True", "1"], false_values=["False", "0"]))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    out = {}
+    for name, kind in zip(names, kinds):
+        column = data.column(name)
+        if column.null_count:
+            return None
+        values = column.to_numpy(zero_copy_only=False)
+        if kind == "string":
+            values = values.astype(str)
+        elif kind != "bool":
+            dtype = _ECSV_DTYPES[kind]
+            if dtype.kind in "iu" and values.size and (values.min() < np.iinfo(dtype).min
+                                                        or values.max() > np.iinfo(dtype).max):
+                return None
+            values = values.astype(dtype)
+        out[name] = values
+    return pd.DataFrame(out, columns=names)
+
+
 def read_scene(path) -> Scene:
     """Read a source catalog (Parquet, CSV or ECSV) into a :class:`Scene`.
 
@@ -288,9 +373,7 @@ def read_scene(path) -> Scene:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix == ".ecsv":
-            from astropy.table import Table
-
-            df = Table.read(path, format="ascii.ecsv").to_pandas()
+            df = _read_ecsv(path)
         elif suffix in (".csv", ".txt"):
             df = pd.read_csv(path)
         else:
