@@ -118,6 +118,7 @@ def run(args) -> int:
     gc.collect()
     gc.freeze()
     sock = listening_socket(args.host, args.port)
+    sock.listen(2048)  # before the address is printed: a client that reads it may connect at once
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"http://{shown}:{port}/", flush=True)
@@ -125,7 +126,6 @@ def run(args) -> int:
         logging.getLogger("romanflow.services.access").setLevel(logging.INFO)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    sock.listen(2048)
     server.run(sockets=[sock])
     sys.stdout.flush()
     return 0
