@@ -174,12 +174,12 @@ def test_the_cone_cut_keeps_every_source_near_the_detector():
 def test_dark_decay_is_added_as_the_kernel_gives_it():
     from romanflow.detector import FRAME_TIME, ReadPattern, ma_table
     from romanflow.kernels.dark_decay import dark_decay_signal
-    from romanflow.simulate.core import _add_dark_decay
+    from romanflow.kernels.dark_decay import add_dark_decay
 
     pattern = ReadPattern(ma_table(4).as_list(), FRAME_TIME)
     shape = (12, 256)
     resultants = np.random.default_rng(3).normal(1000.0, 5.0, (pattern.n_resultants,) + shape).astype(np.float32)
     expected = resultants + np.stack([dark_decay_signal(0.4, 23.0, pattern, shape, k)
                                       for k in range(pattern.n_resultants)])
-    _add_dark_decay(resultants, 0.4, 23.0, pattern)
+    add_dark_decay(resultants, 0.4, 23.0, pattern)
     np.testing.assert_array_equal(resultants, expected)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from romanflow.errors import InputFileError, RomanflowError
+from romanflow.kernels.sky_projection import angular_separation
 
 REQUIRED_COLUMNS = ("ra", "dec")
 OPTIONAL_COLUMNS = {
@@ -67,7 +68,7 @@ def read_refcat(path, *, center=None, radius_deg: float | None = None) -> pd.Dat
         raise InputFileError(path, "reference catalog has no rows")
     df = complete_columns(df)
     if center is not None and radius_deg is not None:
-        df = df[_separation_deg(df["ra"].to_numpy(), df["dec"].to_numpy(), *center) <= radius_deg]
+        df = df[angular_separation(df["ra"].to_numpy(), df["dec"].to_numpy(), *center) <= radius_deg]
         df = df.reset_index(drop=True)
     return df
 
@@ -129,9 +130,3 @@ def refcat_at_epoch(df: pd.DataFrame, epoch: float) -> pd.DataFrame:
                                 out["pmdec_error"].to_numpy(dtype=float) * dt)
     out["ref_epoch"] = float(epoch)
     return out
-
-
-def _separation_deg(ra1, dec1, ra2, dec2):
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    s = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(s, 0, 1))))

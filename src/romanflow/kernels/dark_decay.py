@@ -42,6 +42,19 @@ def dark_decay_signal(amplitude: float, time_constant: float, read_pattern: Read
     return (factor * np.exp(-pixel_read_times(shape) / time_constant)).astype(np.float32)
 
 
+def add_dark_decay(resultants: np.ndarray, amplitude: float, time_constant: float,
+                   read_pattern: ReadPattern) -> None:
+    """Add the dark-decay signal to float32 resultants (n_resultants, ny, nx) in place (DN).
+
+    Resultant k gets exactly :func:`dark_decay_signal` of k; the per-pixel exponential is computed once.
+    """
+    if not (time_constant > 0):
+        raise ValueError(f"dark-decay time constant must be > 0 s, got {time_constant}")
+    pixel = np.exp(-pixel_read_times(resultants.shape[1:]) / time_constant)
+    for k, factor in enumerate(amplitude * resultant_factors(time_constant, read_pattern)):
+        resultants[k] += (factor * pixel).astype(np.float32)
+
+
 def subtract_dark_decay(resultants: np.ndarray, amplitude: float, time_constant: float,
                         read_pattern: ReadPattern) -> None:
     """Subtract the dark-decay signal from float32 resultants (n_resultants, ny, nx) in place (DN)."""

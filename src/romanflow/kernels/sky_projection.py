@@ -93,3 +93,10 @@ def rects_meet_polygon(x0, x1, y0, y1, px, py) -> np.ndarray:
     crosses = ((sy > cy) != (ey > cy)) & (cx < sx + (cy - sy) * dx / np.where(dy == 0, 1.0, dy))
     inside = (crosses.sum(axis=1) % 2) == 1
     return edge_hit | inside
+
+
+def angular_separation(ra0, dec0, ra, dec) -> np.ndarray:
+    """Angular distance (deg) of positions (ra, dec) from (ra0, dec0), all in deg (haversine formula)."""
+    ra0, dec0, ra, dec = (np.radians(v) for v in (ra0, dec0, ra, dec))
+    h = np.sin((dec - dec0) / 2) ** 2 + np.cos(dec0) * np.cos(dec) * np.sin((ra - ra0) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))

@@ -59,9 +59,10 @@ from romanflow.detector import (
     total_size,
 )
 from romanflow.detector_model import DEFAULT_MODEL_SEED, DetectorModel
-from romanflow.kernels.dark_decay import pixel_read_times, resultant_factors
 from romanflow.errors import ParameterError, RomanflowError
 from romanflow.exposure import RampExposure
+from romanflow.kernels.dark_decay import add_dark_decay
+from romanflow.kernels.sky_projection import angular_separation
 from romanflow.simulate.ramp import COSMIC_RAY_RATE, draw_cosmic_rays, sample_resultants
 from romanflow.simulate.render import WING_SIZE, SourceRenderer
 from romanflow.simulate.scene import Scene, gaia_catalog, random_scene
@@ -281,7 +282,7 @@ def simulate_detector(scene: Scene, detector, optical_element: str, *, ma_table_
     resultants = sample_resultants(rate_e, gain, model.bias, model.full_well, model.linearity_coeffs,
                                    model.read_noise, table.as_list(), FRAME_TIME, row_seeds, hits)
     del rate_e
-    _add_dark_decay(resultants, *model.dark_decay, pattern)  # the signal after reset, in every pixel
+    add_dark_decay(resultants, *model.dark_decay, pattern)  # the signal after reset, in every pixel
     if model.first_read_transient is not None:  # WFI18: the first read's transient, its size drawn per exposure
         from romanflow.kernels.wfi18_transient import first_read_share, transient_signal
 
@@ -377,27 +378,8 @@ def _sources_within(projection, ra, dec, science_size: int, margin: float) -> np
     c = (science_size - 1) / 2.0
     (ra0,), (dec0,) = projection.pixel_to_world(np.array([c]), np.array([c]))
     box_ra, box_dec = projection.pixel_to_world(box_x, box_y)
-    radius = 1.02 * _separation_deg(ra0, dec0, box_ra, box_dec).max() + 1.0 / 3600.0
-    return np.nonzero(_separation_deg(ra0, dec0, ra, dec) <= radius)[0]
-
-
-def _separation_deg(ra0, dec0, ra, dec) -> np.ndarray:
-    """Angular distance (deg) of positions from (ra0, dec0), all in deg (haversine)."""
-    ra0, dec0, ra, dec = (np.radians(v) for v in (ra0, dec0, ra, dec))
-    h = np.sin((dec - dec0) / 2) ** 2 + np.cos(dec0) * np.cos(dec) * np.sin((ra - ra0) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
-
-
-def _add_dark_decay(resultants: np.ndarray, amplitude: float, time_constant: float, pattern: ReadPattern) -> None:
-    """Add the dark-decay signal ``A·exp(−t/τ)`` of every pixel to float32 resultants in place (DN).
-
-    The signal of resultant k is that of :func:`romanflow.kernels.dark_decay.dark_decay_signal`.
-    """
-    if not (time_constant > 0):
-        raise ValueError(f"dark-decay time constant must be > 0 s, got {time_constant}")
-    pixel = np.exp(-pixel_read_times(resultants.shape[1:]) / time_constant)
-    for k, factor in enumerate(amplitude * resultant_factors(time_constant, pattern)):
-        resultants[k] += (factor * pixel).astype(np.float32)
+    radius = 1.02 * angular_separation(ra0, dec0, box_ra, box_dec).max() + 1.0 / 3600.0
+    return np.nonzero(angular_separation(ra0, dec0, ra, dec) <= radius)[0]
 
 
 def _field_radius(pointing: geometry.Pointing, detectors, science_size) -> float:
